@@ -1,0 +1,2 @@
+DROP TABLE store_state;
+DROP TABLE clients;

@@ -1,0 +1,397 @@
+//! The admin commands behind the CLI: migrations, client management, key management. Each
+//! validates all of its input before touching the database, and each database change is one
+//! transaction, so a failed command leaves nothing half-written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use secrecy::ExposeSecret;
+
+use crate::auth::client_auth::{generate_secret, hash_secret};
+use crate::cli::{ClientCommand, ConfigArg, DbArgs, KeysCommand};
+use crate::config::{Argon2Params, Config, DatabaseConfig, DatabaseUrl};
+use crate::domain::{parse_grant_type, ClientId, Resource, Scope, CLIENT_CREDENTIALS};
+use crate::keys::{self, KeySet};
+use crate::store::{Client, ClientChanges, NewClient, Store, StoreError};
+
+/// Loads the config through the same path as `serve`.
+pub fn load_config(arg: &ConfigArg) -> Result<Config> {
+    Config::load(&arg.config).map_err(|e| anyhow!("{e}"))
+}
+
+/// The store and hashing parameters an admin command works with: `--database-url` wins over
+/// the config, and with it the config file may be absent.
+fn admin_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
+    let config = match (&db.database_url, db.config.config.exists()) {
+        (Some(_), false) => None,
+        _ => Some(load_config(&db.config)?),
+    };
+    let params = config
+        .as_ref()
+        .and_then(|c| c.auth.as_ref())
+        .map(|a| a.argon2)
+        .unwrap_or_default();
+    let database = match (
+        &db.database_url,
+        config.as_ref().and_then(|c| c.database.clone()),
+    ) {
+        (Some(url), base) => DatabaseConfig {
+            url: DatabaseUrl::parse(url).map_err(|e| anyhow!("--database-url: {e}"))?,
+            pool_size: 1,
+            connect_timeout: base
+                .map(|b| b.connect_timeout)
+                .unwrap_or(std::time::Duration::from_secs(5)),
+        },
+        (None, Some(d)) => DatabaseConfig { pool_size: 1, ..d },
+        (None, None) => bail!(
+            "{}: no [database] url; add one or pass --database-url",
+            db.config.config.display()
+        ),
+    };
+    Ok((Store::open(&database)?, params))
+}
+
+/// `migrate`.
+pub fn migrate(db: &DbArgs) -> Result<()> {
+    let (store, _) = admin_context(db)?;
+    let applied = store.migrate()?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for m in applied {
+            println!("applied {m}");
+        }
+    }
+    Ok(())
+}
+
+fn parse_resources(values: &[String]) -> Result<Vec<Resource>> {
+    let mut out: Vec<Resource> = Vec::new();
+    for v in values {
+        let r = Resource::parse(v).map_err(|e| anyhow!("--resource: {e}"))?;
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_scopes(values: &[String]) -> Result<Vec<Scope>> {
+    let mut out: Vec<Scope> = Vec::new();
+    for v in values {
+        for s in Scope::parse_list(v).map_err(|e| anyhow!("--scope: {e}"))? {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_id(id: &str) -> Result<ClientId> {
+    ClientId::parse(id).map_err(|e| anyhow!("{e}"))
+}
+
+/// A client as printed by the CLI: never the hash.
+fn client_json(c: &Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "grant_types": c.grant_types,
+        "resources": c.resources,
+        "scopes": c.scopes,
+        "enabled": c.enabled,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    })
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn not_found(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::NotFound(id) => anyhow!("no client with id {id}"),
+        other => other.into(),
+    }
+}
+
+/// `client ...`.
+pub fn client(cmd: ClientCommand) -> Result<()> {
+    match cmd {
+        ClientCommand::Add {
+            db,
+            name,
+            resources,
+            scopes,
+            grant_type,
+        } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.len() > 200 {
+                bail!("--name must be 1 to 200 characters");
+            }
+            let resources = parse_resources(&resources)?;
+            let scopes = parse_scopes(&scopes)?;
+            let grant_type =
+                parse_grant_type(&grant_type).map_err(|e| anyhow!("--grant-type: {e}"))?;
+            let (store, params) = admin_context(&db)?;
+            let secret = generate_secret();
+            let secret_hash =
+                hash_secret(&secret, params).map_err(|e| anyhow!("hashing failed: {e}"))?;
+            let client = store.insert_client(NewClient {
+                client_id: ClientId::generate(),
+                name,
+                secret_hash,
+                grant_types: vec![grant_type.clone()],
+                resources,
+                scopes,
+            })?;
+            let mut out = client_json(&client);
+            out["client_secret"] = secret.expose_secret().into();
+            out["grant_type"] = grant_type.into();
+            print_json(&out)?;
+            eprintln!("Store the client_secret now: it is not stored and cannot be shown again.");
+            Ok(())
+        }
+        ClientCommand::Update {
+            db,
+            id,
+            grant_type,
+            resources,
+            scopes,
+            clear_scopes,
+            new_secret,
+            disable,
+            enable,
+        } => {
+            let id = parse_id(&id)?;
+            let mut changes = ClientChanges::default();
+            if let Some(g) = grant_type {
+                let g = parse_grant_type(&g).map_err(|e| anyhow!("--grant-type: {e}"))?;
+                if g != CLIENT_CREDENTIALS {
+                    eprintln!("warning: only client_credentials is served; this client will get unauthorized_client");
+                }
+                changes.grant_types = Some(vec![g]);
+            }
+            if !resources.is_empty() {
+                changes.resources = Some(parse_resources(&resources)?);
+            }
+            if !scopes.is_empty() {
+                changes.scopes = Some(parse_scopes(&scopes)?);
+            }
+            if clear_scopes {
+                changes.scopes = Some(Vec::new());
+            }
+            if disable {
+                changes.enabled = Some(false);
+            }
+            if enable {
+                changes.enabled = Some(true);
+            }
+            let (store, params) = admin_context(&db)?;
+            let secret = if new_secret {
+                let s = generate_secret();
+                changes.secret_hash =
+                    Some(hash_secret(&s, params).map_err(|e| anyhow!("hashing failed: {e}"))?);
+                Some(s)
+            } else {
+                None
+            };
+            let client = store
+                .update_client(id.as_str(), changes)
+                .map_err(not_found)?;
+            let mut out = client_json(&client);
+            if let Some(s) = &secret {
+                out["client_secret"] = s.expose_secret().into();
+            }
+            print_json(&out)?;
+            if secret.is_some() {
+                eprintln!("Store the new client_secret now: it cannot be shown again. The old one no longer works.");
+            }
+            Ok(())
+        }
+        ClientCommand::Remove { db, id } => {
+            let id = parse_id(&id)?;
+            let (store, _) = admin_context(&db)?;
+            store.remove_client(id.as_str()).map_err(not_found)?;
+            println!("removed client {id}");
+            Ok(())
+        }
+        ClientCommand::List { db, json } => {
+            let (store, _) = admin_context(&db)?;
+            let clients = store.list_clients()?;
+            if json {
+                return print_json(&serde_json::Value::Array(
+                    clients.iter().map(client_json).collect(),
+                ));
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<32}  {:<7}  {:<24}  {:<24}  NAME",
+                "CLIENT_ID", "ENABLED", "RESOURCES", "SCOPES"
+            )?;
+            for c in &clients {
+                let resources = c
+                    .resources
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let scopes = c
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                writeln!(
+                    out,
+                    "{:<32}  {:<7}  {:<24}  {:<24}  {}",
+                    c.client_id,
+                    if c.enabled { "yes" } else { "no" },
+                    resources,
+                    if scopes.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        scopes
+                    },
+                    c.name
+                )?;
+            }
+            Ok(())
+        }
+        ClientCommand::Show { db, id } => {
+            let id = parse_id(&id)?;
+            let (store, _) = admin_context(&db)?;
+            let client = store
+                .find_client(id.as_str())?
+                .ok_or_else(|| anyhow!("no client with id {id}"))?;
+            print_json(&client_json(&client))
+        }
+    }
+}
+
+/// The key directory: `--dir`, else `[keys] dir` of the config.
+fn key_dir(config: &ConfigArg, dir: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let c = load_config(config)?;
+    c.keys.map(|k| k.dir).ok_or_else(|| {
+        anyhow!(
+            "{}: no [keys] dir; add one or pass --dir",
+            config.config.display()
+        )
+    })
+}
+
+fn format_time(ms: i64) -> String {
+    // RFC 3339 in UTC without pulling in a date crate: days from the civil-from-days algorithm.
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// `keys ...`.
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Generate { config, dir } => {
+            let dir = key_dir(&config, dir)?;
+            let kid = keys::generate(&dir)?;
+            println!("{kid}");
+            eprintln!(
+                "generated key {kid} in {}; it signs new tokens after the next start or reload (SIGHUP)",
+                dir.display()
+            );
+            Ok(())
+        }
+        KeysCommand::List { config, dir } => {
+            let dir = key_dir(&config, dir)?;
+            let set = KeySet::load(&dir)?;
+            if set.is_empty() {
+                bail!(
+                    "{} holds no keys; run `steelcutd keys generate`",
+                    dir.display()
+                );
+            }
+            let current = set.current().map(|k| k.kid.clone());
+            println!("{:<43}  {:<20}  SIGNING", "KID", "CREATED");
+            for k in set.iter() {
+                let signing = if Some(&k.kid) == current.as_ref() {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "{:<43}  {:<20}  {signing}",
+                    k.kid,
+                    format_time(k.created_ms)
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::ExportPublic { config, dir, out } => {
+            let dir = key_dir(&config, dir)?;
+            let set = KeySet::load(&dir)?;
+            if set.is_empty() {
+                bail!(
+                    "{} holds no keys; run `steelcutd keys generate`",
+                    dir.display()
+                );
+            }
+            let text = serde_json::to_string_pretty(&set.jwks())? + "\n";
+            match out {
+                None => print!("{text}"),
+                Some(path) => write_atomically(&path, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            super::format_time(1_795_000_000_000),
+            "2026-11-18T11:06:40Z"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Assembling and running the daemon: [`App::build`] turns a [`Config`] into bound sockets and
+//! loaded state (the same code path for `serve` and for the tests, which bind port 0), and
+//! [`App::run_until`] serves until a shutdown future completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use http::{Response, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::auth::client_auth::Verifier;
+use crate::auth::AuthState;
+use crate::config::{Config, DatabaseUrl};
+use crate::http::response::{self, Body};
+use crate::http::router::Router;
+use crate::keys::{KeyError, KeySet};
+use crate::resource::ResourceState;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("client store: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "the PostgreSQL database has {count} pending migration(s) ({names}); the daemon never \
+         alters the schema: run `steelcutd migrate --config {file}` as the owning role"
+    )]
+    PendingMigrations {
+        count: usize,
+        names: String,
+        file: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// State shared by every request.
+pub struct AppState {
+    pub config: Config,
+    pub auth: Option<AuthState>,
+    pub resource: Option<ResourceState>,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// `/readyz`: 200 once started and while the store answers; 503 otherwise.
+    pub async fn readiness(&self) -> Response<Body> {
+        let mut checks = serde_json::Map::new();
+        let mut ok = self.ready.load(Ordering::Acquire);
+        checks.insert("started".into(), ok.into());
+        if let Some(auth) = &self.auth {
+            let db = auth.store.run(|s| s.ping()).await.is_ok();
+            let keys = !auth.keys().is_empty();
+            checks.insert("database".into(), db.into());
+            checks.insert("signing_keys".into(), keys.into());
+            ok &= db && keys;
+        }
+        if let Some(resource) = &self.resource {
+            let r = resource.is_ready();
+            checks.insert("resources".into(), r.into());
+            ok &= r;
+        }
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body =
+            serde_json::json!({"status": if ok {"ready"} else {"not ready"}, "checks": checks});
+        response::no_store(response::json(status, &body))
+    }
+}
+
+/// A daemon with its sockets bound and state loaded, ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Opens the store (migrating SQLite, checking PostgreSQL), loads or creates keys, loads
+    /// resources, and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let mut local_keys = None;
+        let auth = match &config.auth {
+            None => None,
+            Some(auth_config) => {
+                let db = config
+                    .database
+                    .as_ref()
+                    .ok_or_else(|| StartupError::Other("the auth role needs [database]".into()))?;
+                let store = Store::open(db)?;
+                prepare_schema(&store, &config).await?;
+                let dir =
+                    config.keys.as_ref().map(|k| k.dir.clone()).ok_or_else(|| {
+                        StartupError::Other("the auth role needs [keys] dir".into())
+                    })?;
+                let (keys, generated) =
+                    tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir))
+                        .await
+                        .map_err(|e| StartupError::Other(e.to_string()))??;
+                if let Some(kid) = generated {
+                    tracing::info!(%kid, dir = %keys.dir.display(), "generated a new signing key");
+                }
+                if let Some(current) = keys.current() {
+                    tracing::info!(kid = %current.kid, keys = keys.iter().count(), "signing key loaded");
+                }
+                let keys = Arc::new(RwLock::new(Arc::new(keys)));
+                local_keys = Some(keys.clone());
+                let params = auth_config.argon2;
+                let limit = auth_config.max_concurrent_hashes;
+                let verifier = tokio::task::spawn_blocking(move || Verifier::new(params, limit))
+                    .await
+                    .map_err(|e| StartupError::Other(e.to_string()))?
+                    .map_err(StartupError::Other)?;
+                Some(AuthState {
+                    config: auth_config.clone(),
+                    store,
+                    keys,
+                    verifier,
+                })
+            }
+        };
+        let resource = match &config.resource {
+            None => None,
+            Some(rc) => Some(
+                ResourceState::build(rc, local_keys)
+                    .await
+                    .map_err(|e| StartupError::Other(e.to_string()))?,
+            ),
+        };
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let state = Arc::new(AppState {
+            config,
+            auth,
+            resource,
+            ready: AtomicBool::new(false),
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.server.listen)
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let grace = self.state.config.server.shutdown_grace;
+        self.state.ready.store(true, Ordering::Release);
+        let router = Router::new(self.state.clone());
+        crate::http::server::serve(self.listener, router, shutdown, grace).await;
+    }
+}
+
+/// SQLite is migrated in place (it belongs to this node); PostgreSQL is only checked, since it
+/// is shared and the daemon's role may only read.
+async fn prepare_schema(store: &Store, config: &Config) -> Result<(), StartupError> {
+    match store.url() {
+        DatabaseUrl::Sqlite(_) => {
+            let applied = store.run(|s| s.migrate()).await?;
+            for name in applied {
+                tracing::info!(migration = %name, "applied migration");
+            }
+        }
+        DatabaseUrl::Postgres(_) => {
+            let pending = store.run(|s| s.pending_migrations()).await?;
+            if !pending.is_empty() {
+                return Err(StartupError::PendingMigrations {
+                    count: pending.len(),
+                    names: pending.join(", "),
+                    file: config.file.display().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

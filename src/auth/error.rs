@@ -1,0 +1,96 @@
+//! Token endpoint errors and the one place they become HTTP responses (RFC 6749 section 5.2).
+//!
+//! What the client sees (`error`, `error_description`) is separate from what is logged: an
+//! internal failure answers an opaque `server_error` while the cause goes to the log.
+
+use http::{header, Response, StatusCode};
+
+use crate::http::response::{self, Body};
+
+/// Everything `POST /token` can answer besides a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    #[error("request body too large")]
+    TooLarge,
+    /// Unknown client, wrong secret, disabled client or no authentication (section 5.2).
+    /// `basic` records whether the client tried HTTP Basic, which decides `WWW-Authenticate`.
+    #[error("invalid_client: {description}")]
+    InvalidClient { description: String, basic: bool },
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    #[error("unsupported_grant_type: {0}")]
+    UnsupportedGrantType(String),
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    /// RFC 8707 section 2.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
+    /// The client store cannot be reached; retrying later may succeed.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl TokenError {
+    /// The RFC error code, also used as the outcome label in logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::TooLarge => "invalid_request",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::Unavailable(_) | Self::Internal(_) => "server_error",
+        }
+    }
+
+    /// The response for this error. `realm` is named in `WWW-Authenticate` for Basic clients.
+    pub fn into_response(self, realm: &str) -> Response<Body> {
+        let (status, description) = match &self {
+            Self::InvalidRequest(d) => (StatusCode::BAD_REQUEST, d.clone()),
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body exceeds {} bytes",
+                    crate::http::request::MAX_BODY
+                ),
+            ),
+            Self::InvalidClient { description, .. } => {
+                (StatusCode::UNAUTHORIZED, description.clone())
+            }
+            Self::UnauthorizedClient(d)
+            | Self::UnsupportedGrantType(d)
+            | Self::InvalidScope(d)
+            | Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, d.clone()),
+            // 503 tells clients and load balancers to retry; the body keeps the RFC shape.
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the authorization server is temporarily unavailable; retry later".to_owned(),
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_owned(),
+            ),
+        };
+        let body = serde_json::json!({"error": self.code(), "error_description": description});
+        let mut resp = response::no_store(response::json(status, &body));
+        match &self {
+            Self::InvalidClient { basic: true, .. } => {
+                resp = response::with_header(
+                    resp,
+                    header::WWW_AUTHENTICATE,
+                    &format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+                );
+            }
+            Self::Unavailable(_) => {
+                resp = response::with_header(resp, header::RETRY_AFTER, "5");
+            }
+            _ => {}
+        }
+        resp
+    }
+}

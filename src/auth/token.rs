@@ -1,0 +1,280 @@
+//! `POST /token`: the client credentials grant (RFC 6749 section 4.4) with resource indicators
+//! (RFC 8707), issuing RFC 9068 JWT access tokens signed with Ed25519.
+
+use std::collections::BTreeSet;
+
+use http::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::client_auth::{self, Credentials};
+use super::error::TokenError;
+use super::AuthState;
+use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
+use crate::http::request::{self, BodyError, Form};
+use crate::http::response::{self, Body};
+use crate::store::{now_unix, Client};
+
+/// Claims of an access token (RFC 9068 section 2.2).
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    client_id: &'a str,
+    aud: Audience<'a>,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+}
+
+/// `aud` is a string for one resource and an array for several (RFC 7519 section 4.1.3).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(&'a str),
+    Many(Vec<&'a str>),
+}
+
+/// The success body (RFC 6749 section 5.1) plus `expires_on`, `not_before` and `resource`,
+/// which clients of the original package read.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    expires_on: i64,
+    not_before: i64,
+    resource: Audience<'a>,
+}
+
+/// The outcome of a token request, for the request log.
+pub struct Outcome {
+    pub response: Response<Body>,
+    /// The authenticated client, when authentication succeeded.
+    pub client_id: Option<String>,
+    /// `issued` or the RFC error code.
+    pub label: &'static str,
+}
+
+/// Handles a request to the token endpoint.
+pub async fn handle<B>(state: &AuthState, req: Request<B>) -> Outcome
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if req.method() != Method::POST {
+        return Outcome {
+            response: response::method_not_allowed("POST"),
+            client_id: None,
+            label: "method_not_allowed",
+        };
+    }
+    let mut client_id = None;
+    let result = issue(state, req, &mut client_id).await;
+    match result {
+        Ok(response) => Outcome {
+            response,
+            client_id,
+            label: "issued",
+        },
+        Err(e) => {
+            match &e {
+                TokenError::Unavailable(cause) | TokenError::Internal(cause) => {
+                    tracing::error!(error = %cause, "token request failed")
+                }
+                other => tracing::debug!(error = %other, "token request refused"),
+            }
+            let label = e.code();
+            Outcome {
+                response: e.into_response(&state.config.realm),
+                client_id,
+                label,
+            }
+        }
+    }
+}
+
+async fn issue<B>(
+    state: &AuthState,
+    req: Request<B>,
+    authenticated: &mut Option<String>,
+) -> Result<Response<Body>, TokenError>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    // Section 4.4.2: the parameters are sent form-encoded; anything else is malformed.
+    if !request::has_content_type(&parts.headers, "application/x-www-form-urlencoded") {
+        return Err(TokenError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let body = request::read_body(body).await.map_err(|e| match e {
+        BodyError::TooLarge => TokenError::TooLarge,
+        BodyError::Read(m) => TokenError::InvalidRequest(m),
+    })?;
+    let form = Form::parse(&body);
+    let repeated =
+        |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
+
+    let grant_type = form.single("grant_type").map_err(repeated)?;
+    let scope_param = form.single("scope").map_err(repeated)?;
+    let credentials = client_auth::extract(request::authorization(&parts.headers), &form)?;
+    match grant_type {
+        None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
+        Some(CLIENT_CREDENTIALS) => {}
+        Some(other) => {
+            return Err(TokenError::UnsupportedGrantType(format!(
+                "grant type {:?} is not supported; use client_credentials",
+                truncate(other)
+            )))
+        }
+    }
+
+    let client = authenticate(state, credentials).await?;
+    *authenticated = Some(client.client_id.clone());
+
+    if !client.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS) {
+        return Err(TokenError::UnauthorizedClient(
+            "this client may not use the client_credentials grant".into(),
+        ));
+    }
+    let resources = select_resources(&client, &form.all("resource"))?;
+    let scopes = select_scopes(&client, scope_param)?;
+
+    let keys = state.keys();
+    let key = keys
+        .current()
+        .ok_or_else(|| TokenError::Internal("no signing key loaded".into()))?;
+    let now = now_unix();
+    let lifetime = state.config.token_lifetime.as_secs();
+    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+    let aud = if resources.len() == 1 {
+        Audience::One(resources[0].as_str())
+    } else {
+        Audience::Many(resources.iter().map(|r| r.as_str()).collect())
+    };
+    let jti: [u8; 16] = rand::random();
+    let claims = Claims {
+        iss: &state.config.issuer,
+        sub: &client.client_id,
+        client_id: &client.client_id,
+        aud,
+        iat: now,
+        nbf: now,
+        exp: now + lifetime as i64,
+        jti: hex::encode(jti),
+        scope: scope.as_deref(),
+    };
+    let claims_json =
+        serde_json::to_vec(&claims).map_err(|e| TokenError::Internal(e.to_string()))?;
+    let token = key.sign_jwt(&claims_json);
+    let body = TokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scope.as_deref(),
+        expires_on: claims.exp,
+        not_before: claims.nbf,
+        resource: claims.aud,
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| TokenError::Internal(e.to_string()))?;
+    tracing::debug!(client_id = %client.client_id, kid = %key.kid, "access token issued");
+    Ok(response::no_store(response::json_bytes(
+        StatusCode::OK,
+        body,
+    )))
+}
+
+/// Looks the client up and verifies its secret. Unknown, disabled and wrong-secret clients get
+/// the same answer after the same amount of hashing.
+async fn authenticate(state: &AuthState, credentials: Credentials) -> Result<Client, TokenError> {
+    let Credentials {
+        client_id,
+        secret,
+        basic,
+    } = credentials;
+    let lookup_id = client_id.clone();
+    let client = if lookup_id.len() <= 64 {
+        state
+            .store
+            .run(move |s| s.find_client(&lookup_id))
+            .await
+            .map_err(|e| TokenError::Unavailable(e.to_string()))?
+    } else {
+        None
+    };
+    let hash = client.as_ref().map(|c| c.secret_hash.clone());
+    let ok = state.verifier.verify(secret, hash).await?;
+    match client {
+        Some(c) if ok && c.enabled => Ok(c),
+        _ => {
+            tracing::info!(client_id = ?truncate(&client_id), "client authentication failed");
+            Err(TokenError::InvalidClient {
+                description: "client authentication failed".into(),
+                basic,
+            })
+        }
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// RFC 8707 section 2: every requested resource must be one the client may access; without a
+/// `resource` parameter a client with exactly one resource gets that one.
+fn select_resources(client: &Client, requested: &[&str]) -> Result<Vec<Resource>, TokenError> {
+    if requested.is_empty() {
+        return match client.resources.as_slice() {
+            [only] => Ok(vec![only.clone()]),
+            [] => Err(TokenError::InvalidTarget(
+                "this client has no resources".into(),
+            )),
+            _ => Err(TokenError::InvalidTarget(
+                "this client may access several resources: name one with the resource parameter"
+                    .into(),
+            )),
+        };
+    }
+    let mut out = BTreeSet::new();
+    for r in requested {
+        let resource = Resource::parse(r).map_err(|e| TokenError::InvalidTarget(e.to_string()))?;
+        if !client.resources.contains(&resource) {
+            return Err(TokenError::InvalidTarget(format!(
+                "resource {:?} is not allowed for this client",
+                truncate(r)
+            )));
+        }
+        out.insert(resource);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// RFC 6749 section 3.3: the requested scope must be a subset of the client's; without a
+/// `scope` parameter the client gets all of its scopes.
+fn select_scopes(client: &Client, requested: Option<&str>) -> Result<Vec<String>, TokenError> {
+    let Some(requested) = requested else {
+        return Ok(client.scopes.iter().map(|s| s.to_string()).collect());
+    };
+    let list = Scope::parse_list(requested).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+    let mut out = BTreeSet::new();
+    for s in list {
+        if !client.scopes.contains(&s) {
+            return Err(TokenError::InvalidScope(format!(
+                "scope {:?} is not allowed for this client",
+                truncate(s.as_str())
+            )));
+        }
+        out.insert(s.to_string());
+    }
+    Ok(out.into_iter().collect())
+}

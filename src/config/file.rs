@@ -1,0 +1,131 @@
+//! The configuration file as written by the operator: raw TOML structures.
+//!
+//! Every field is optional here so that a missing value and a wrong value are told apart
+//! during validation ([`super::Config::load`]), which turns these structs into the typed,
+//! checked [`super::Config`]. Unknown keys are rejected (`deny_unknown_fields`): a typo in
+//! `/etc/steelcut.toml` must be an error, never a silently ignored setting.
+
+use serde::Deserialize;
+
+/// The whole file. `roles` is the only top-level key; the rest are sections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// Which roles this node plays: `["auth"]`, `["resource"]` or `["auth", "resource"]`.
+    pub roles: Option<Vec<String>>,
+    pub server: Option<RawServer>,
+    pub log: Option<RawLog>,
+    pub database: Option<RawDatabase>,
+    pub keys: Option<RawKeys>,
+    pub auth: Option<RawAuth>,
+    pub resource: Option<RawResource>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Socket address to listen on, e.g. `127.0.0.1:8080` or `[::]:443`.
+    pub listen: Option<String>,
+    /// Seconds in-flight requests get to finish on SIGTERM before the process exits.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `[log]`: where and how much to log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `tracing` filter: `info`, `debug`, `steelcut=debug,info`, ...
+    pub level: Option<String>,
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+}
+
+/// `[database]`: the client store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `sqlite://PATH` (relative paths are relative to the working directory) or `postgres://...`.
+    pub url: Option<String>,
+    /// Maximum number of pooled connections.
+    pub pool_size: Option<u32>,
+    /// Seconds to wait for a connection from the pool before answering 503.
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// `[keys]`: the Ed25519 signing keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    /// Directory holding the private signing keys (`*.pem`, mode 0600, directory 0700).
+    pub dir: Option<String>,
+}
+
+/// `[auth]`: the authorization server role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// The issuer identifier (RFC 8414): an absolute `https://` (or, behind a proxy, `http://`) URL
+    /// without query or fragment. It is the `iss` claim of every token.
+    pub issuer: Option<String>,
+    /// Path of the token endpoint, default `/token`.
+    pub token_path: Option<String>,
+    /// Lifetime of access tokens in seconds, default 3600.
+    pub token_lifetime_secs: Option<u64>,
+    /// The realm named in `WWW-Authenticate: Basic realm="..."`, default `steelcut`.
+    pub realm: Option<String>,
+    /// Parameters for hashing new client secrets.
+    pub argon2: Option<RawArgon2>,
+    /// Maximum number of argon2 verifications running at once (default: number of CPUs).
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+/// `[auth.argon2]`: argon2id cost parameters (default: OWASP m=19456 KiB, t=2, p=1).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgon2 {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+}
+
+/// `[resource]`: the resource server role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    /// The `iss` every accepted token must carry; defaults to `[auth] issuer`.
+    pub issuer: Option<String>,
+    /// The realm named in `WWW-Authenticate: Bearer realm="..."`, default `steelcut`.
+    pub realm: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (default 30).
+    pub leeway_secs: Option<u64>,
+    /// Where verification keys come from: `local` (the `[keys] dir`), default on a node with the
+    /// auth role.
+    pub keys: Option<String>,
+    /// A JWKS file holding the public keys (a resource-only node).
+    pub jwks_file: Option<String>,
+    /// A directory of public keys (`*.pem`, SubjectPublicKeyInfo).
+    pub public_keys_dir: Option<String>,
+    /// The auth server's JWKS URL, e.g. `https://auth.example/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// Seconds between periodic refreshes of a remote JWKS (default 300).
+    pub jwks_refresh_secs: Option<u64>,
+    /// Minimum seconds between two fetches of a remote JWKS, whatever causes them (default 10).
+    pub jwks_min_refetch_secs: Option<u64>,
+    /// The protected documents.
+    pub routes: Option<Vec<toml::Value>>,
+}
+
+/// One `[[resource.routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// URL path, e.g. `/api_v0.0.1`.
+    pub path: Option<String>,
+    /// The JSON document served on that path.
+    pub file: Option<String>,
+    /// The audience a token must carry; default: the path without its leading `/`.
+    pub audience: Option<String>,
+    /// A scope the token must hold (optional).
+    pub scope: Option<String>,
+}

@@ -1,0 +1,106 @@
+//! The one routing table: every path the server answers is matched here, and every request
+//! is logged here (method, path, status, latency, client id when known; never credentials).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::response::{self, Body};
+use crate::app::AppState;
+
+/// The hyper service: cheap to clone, all state behind one `Arc`.
+#[derive(Clone)]
+pub struct Router {
+    state: Arc<AppState>,
+}
+
+impl Router {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Router {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let (resp, client_id) = route(&state, req).await;
+            tracing::info!(
+                target: "steelcut::request",
+                %method,
+                path = %path,
+                status = resp.status().as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                client_id = client_id.as_deref().unwrap_or("-"),
+                "request"
+            );
+            Ok(resp)
+        })
+    }
+}
+
+/// Only these methods read documents.
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// Dispatches a request. Returns the response and the authenticated client id, if any.
+pub async fn route<B>(state: &AppState, req: Request<B>) -> (Response<Body>, Option<String>)
+where
+    B: hyper::body::Body + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path();
+    if let Some(auth) = &state.auth {
+        if path == auth.config.token_path {
+            let outcome = crate::auth::token::handle(auth, req).await;
+            return (outcome.response, outcome.client_id);
+        }
+        match path {
+            "/.well-known/jwks.json" => {
+                if !is_read(req.method()) {
+                    return (response::method_not_allowed("GET, HEAD"), None);
+                }
+                let resp = response::json(StatusCode::OK, &auth.keys().jwks());
+                // Public keys may be cached briefly; rotation publishes new keys before use.
+                let resp = response::with_header(resp, http::header::CACHE_CONTROL, "max-age=60");
+                return (resp, None);
+            }
+            "/.well-known/oauth-authorization-server" => {
+                if !is_read(req.method()) {
+                    return (response::method_not_allowed("GET, HEAD"), None);
+                }
+                return (response::json(StatusCode::OK, &auth.metadata()), None);
+            }
+            _ => {}
+        }
+    }
+    match path {
+        "/livez" => {
+            return (
+                response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+                None,
+            )
+        }
+        "/readyz" => return (state.readiness().await, None),
+        _ => {}
+    }
+    if let Some(resource) = &state.resource {
+        if let Some(resp) = resource.handle(req).await {
+            return (resp, None);
+        }
+    }
+    (response::not_found(), None)
+}

@@ -1,0 +1,25 @@
+//! steelcut: an OAuth 2.0 authorization server for the client credentials grant and a resource
+//! server for JSON documents, in one daemon (`steelcutd`).
+//!
+//! - [`config`]: the TOML file, environment overrides, validation.
+//! - [`app`]: builds and runs the daemon from a [`config::Config`].
+//! - [`http`]: accept loop, the routing table, request and response helpers.
+//! - [`auth`]: `POST /token`, client authentication, discovery documents.
+//! - [`resource`]: protected documents, bearer token validation.
+//! - [`keys`]: Ed25519 key files, key ids, JWKS, JWT signing.
+//! - [`store`]: the client table on SQLite or PostgreSQL (Diesel).
+//! - [`domain`]: identifiers with rules (client ids, resources, scopes).
+//! - [`cli`] and [`admin`]: the command line and the admin commands behind it.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod resource;
+pub mod store;

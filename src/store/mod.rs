@@ -1,0 +1,441 @@
+//! The client store: one Diesel connection type for SQLite and PostgreSQL, an r2d2 pool,
+//! embedded migrations, and the queries the daemon and the admin CLI run.
+//!
+//! Every method here blocks; async callers go through [`Store::run`], which moves the work to
+//! tokio's blocking pool so a slow or absent database never stalls the accept loop. Writes bump
+//! `store_state.generation` in the same transaction, which is how running daemons (that may only
+//! hold SELECT rights) learn that cached client data is stale.
+
+pub mod schema;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::domain::{ClientId, Resource, Scope};
+use schema::{clients, store_state};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection type for both backends; the variant follows the URL scheme.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Failures of the store, split by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (answer 503, retry later).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The schema is not what this version expects.
+    #[error("{0}")]
+    Schema(String),
+    #[error("no client with id {0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// r2d2 manager that opens the right backend and applies SQLite pragmas to every connection.
+#[derive(Debug, Clone)]
+pub struct DbManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets the daemon read while the CLI writes; busy_timeout makes a writer
+                // wait for a lock instead of failing at once.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// A client as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub grant_types: String,
+    pub resources: String,
+    pub scopes: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A client with its lists parsed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub secret_hash: String,
+    pub grant_types: Vec<String>,
+    pub resources: Vec<Resource>,
+    pub scopes: Vec<Scope>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl serde::Serialize for Resource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+fn split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(' ').filter(|t| !t.is_empty())
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl From<ClientRow> for Client {
+    fn from(r: ClientRow) -> Self {
+        // Values were validated on the way in; anything unparsable (a hand-edited row) is
+        // dropped rather than granted.
+        Client {
+            grant_types: split(&r.grant_types).map(str::to_owned).collect(),
+            resources: split(&r.resources)
+                .filter_map(|s| Resource::parse(s).ok())
+                .collect(),
+            scopes: split(&r.scopes)
+                .filter_map(|s| Scope::parse(s).ok())
+                .collect(),
+            client_id: r.client_id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            enabled: r.enabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A new client to insert.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub client_id: ClientId,
+    pub name: String,
+    pub secret_hash: String,
+    pub grant_types: Vec<String>,
+    pub resources: Vec<Resource>,
+    pub scopes: Vec<Scope>,
+}
+
+/// Changes to an existing client; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    pub grant_types: Option<Vec<String>>,
+    pub resources: Option<Vec<Resource>>,
+    pub scopes: Option<Vec<Scope>>,
+    pub secret_hash: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// The pooled client store.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<DbManager>,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url.redacted())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Builds the pool without connecting: connections are made on first use, so a database
+    /// that is down at this moment is reported by the first query, not here.
+    pub fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = &config.url {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.connect_timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            .build_unchecked(DbManager {
+                url: config.url.clone(),
+            });
+        Ok(Self {
+            pool,
+            url: config.url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    fn conn(&self) -> Result<PooledConnection<DbManager>, StoreError> {
+        self.pool.get().map_err(|e| {
+            // r2d2 reports only "timed out"; try once directly to get the real cause.
+            let cause = match (DbManager {
+                url: self.url.clone(),
+            })
+            .connect()
+            {
+                Err(r2d2::Error::ConnectionError(c)) => c.to_string(),
+                Err(other) => other.to_string(),
+                Ok(_) => e.to_string(),
+            };
+            StoreError::Unavailable(format!("{}: {}", self.url.redacted(), cause.trim()))
+        })
+    }
+
+    /// Runs blocking store work on tokio's blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Applies pending migrations; returns the names applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConnection::Postgres(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect()),
+        };
+        applied.map_err(|e| StoreError::Schema(format!("migration failed: {e}")))
+    }
+
+    /// The embedded migrations not yet applied. Only reads, so it works for a role that has
+    /// nothing but SELECT (the daemon never alters a PostgreSQL schema).
+    pub fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let wanted: Vec<String> =
+            match &*conn {
+                DbConnection::Postgres(_) => {
+                    diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(
+                        &POSTGRES_MIGRATIONS,
+                    )
+                    .map_err(|e| StoreError::Schema(e.to_string()))?
+                    .iter()
+                    .map(|m| m.name().version().to_string())
+                    .collect()
+                }
+                DbConnection::Sqlite(_) => diesel::migration::MigrationSource::<
+                    diesel::sqlite::Sqlite,
+                >::migrations(&SQLITE_MIGRATIONS)
+                .map_err(|e| StoreError::Schema(e.to_string()))?
+                .iter()
+                .map(|m| m.name().version().to_string())
+                .collect(),
+            };
+        let applied: Vec<String> =
+            match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+                .load::<AppliedVersion>(&mut *conn)
+            {
+                Ok(rows) => rows.into_iter().map(|r| r.version).collect(),
+                // No migrations table: nothing applied yet.
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message().contains("__diesel_schema_migrations") =>
+                {
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
+        Ok(wanted
+            .into_iter()
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    /// A cheap query that proves the database answers and the client table is readable.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.generation().map(|_| ())
+    }
+
+    /// The change counter bumped by every write to `clients`.
+    pub fn generation(&self) -> Result<i64, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(store_state::table
+            .find(1)
+            .select(store_state::generation)
+            .first::<i64>(&mut *conn)?)
+    }
+
+    pub fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = clients::table
+            .find(id)
+            .select(ClientRow::as_select())
+            .first::<ClientRow>(&mut *conn)
+            .optional()?;
+        Ok(row.map(Client::from))
+    }
+
+    pub fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = clients::table
+            .order(clients::created_at.asc())
+            .then_order_by(clients::client_id.asc())
+            .select(ClientRow::as_select())
+            .load::<ClientRow>(&mut *conn)?;
+        Ok(rows.into_iter().map(Client::from).collect())
+    }
+
+    fn bump(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {
+        diesel::update(store_state::table.find(1))
+            .set(store_state::generation.eq(store_state::generation + 1))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn insert_client(&self, new: NewClient) -> Result<Client, StoreError> {
+        let now = now_unix();
+        let row = ClientRow {
+            client_id: new.client_id.to_string(),
+            name: new.name,
+            secret_hash: new.secret_hash,
+            grant_types: new.grant_types.join(" "),
+            resources: join(&new.resources),
+            scopes: join(&new.scopes),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            diesel::insert_into(clients::table)
+                .values(&row)
+                .execute(c)?;
+            Self::bump(c)
+        })?;
+        Ok(row.into())
+    }
+
+    pub fn update_client(&self, id: &str, changes: ClientChanges) -> Result<Client, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn.transaction(|c| {
+            let Some(mut row) = clients::table
+                .find(id)
+                .select(ClientRow::as_select())
+                .first::<ClientRow>(c)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if let Some(g) = changes.grant_types {
+                row.grant_types = g.join(" ");
+            }
+            if let Some(r) = changes.resources {
+                row.resources = join(&r);
+            }
+            if let Some(s) = changes.scopes {
+                row.scopes = join(&s);
+            }
+            if let Some(h) = changes.secret_hash {
+                row.secret_hash = h;
+            }
+            if let Some(e) = changes.enabled {
+                row.enabled = e;
+            }
+            row.updated_at = now_unix();
+            diesel::update(clients::table.find(id))
+                .set(&row)
+                .execute(c)?;
+            Self::bump(c)?;
+            Ok::<_, diesel::result::Error>(Some(row))
+        })?;
+        row.map(Client::from)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+    }
+
+    pub fn remove_client(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let n = conn.transaction(|c| {
+            let n = diesel::delete(clients::table.find(id)).execute(c)?;
+            if n > 0 {
+                Self::bump(c)?;
+            }
+            Ok::<_, diesel::result::Error>(n)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+}

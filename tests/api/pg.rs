@@ -1,0 +1,804 @@
+//! Throwaway PostgreSQL for the integration tests.
+//!
+//! This module owns every PostgreSQL server the tests talk to:
+//!
+//! * one **shared cluster** per test process, started lazily by the first call to
+//!   [`cluster_url`] or [`fresh_database`] and shared by all test threads; each test gets its
+//!   own empty database and login roles on it ([`PgDatabase`]), so tests never see each other's
+//!   rows and can run in parallel;
+//! * **private clusters** ([`start_private_cluster`]), each owned by one test that needs to take
+//!   the database away (stop it, check the server answers 503, start it again on the same port
+//!   and data directory, check it recovers) without disturbing the other tests.
+//!
+//! Setting `STEELCUT_TEST_DATABASE_URL` to a superuser URL of an existing server makes the
+//! shared-cluster functions use that server instead of starting one (private clusters always
+//! need the local PostgreSQL server binaries, since a test must be able to stop them).
+//!
+//! # Why postgres is started behind a shell reading its stdin
+//!
+//! Rust never runs destructors of statics, and a test process can also die by a panic in a
+//! non-test thread, by `SIGKILL` or by Ctrl-C; none of these may leave a postmaster (and its
+//! temporary data directory) behind. So each server is launched by a small supervisor shell:
+//!
+//! ```sh
+//! postgres ... &  pid=$!
+//! { read cmd; kill -INT $pid; } &     # the watcher
+//! wait $pid;  rm -rf $dir             # unless cmd was "keep"
+//! ```
+//!
+//! whose stdin is a pipe whose only write end is held by the test process (in the shared
+//! cluster's static, or in the [`PrivateCluster`]). However the test process ends, the kernel
+//! closes that pipe, `read` returns, and the shell performs a fast shutdown (`SIGINT`) of postgres
+//! and deletes the directory. (The read happens in a background watcher so that the supervisor
+//! also exits when postgres dies on its own, which is how a failed start is noticed at once.) Note that this happens just *after* the test process exits, so
+//! postgres may still be shutting down for a fraction of a second when `cargo test` returns.
+//! [`PrivateCluster::stop`] writes `keep` into the pipe before closing it so that the data
+//! directory survives for the next [`PrivateCluster::start`], and leaves a "janitor" shell
+//! reading a new pipe in the same way, so that the directory is still deleted if the test
+//! process dies while its cluster is stopped.
+//!
+//! When the tests run as root (as CI does), `initdb` and `postgres` refuse to run, so they are
+//! run as the `postgres` system user (through `runuser`, or `su` where it is missing), and the
+//! temporary directory is handed over to that user.
+
+// Not every test uses every helper (e.g. `execute_as_superuser`), and this module is compiled
+// into the single test binary whatever subset of it the tests use.
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use rand::Rng;
+use url::Url;
+
+/// Environment variable holding a superuser URL of an existing server to use instead of
+/// starting a throwaway cluster.
+pub const DATABASE_URL_ENV: &str = "STEELCUT_TEST_DATABASE_URL";
+
+/// How long a starting server may take to accept connections. Generous because the machine
+/// has two cores and many test threads may be competing for them.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a fast shutdown may take before the supervisor is killed outright.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A port picked at random can be taken by someone else before postgres binds it; retry.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A fresh, empty database on the shared test cluster, with two login roles:
+/// `owner` owns the database (runs migrations and admin commands), `reader` can only connect
+/// (call [`PgDatabase::grant_read_only`] after migrations to give it SELECT on every table).
+///
+/// Dropping it drops the database and both roles (best effort), so that a long test run does
+/// not fill the disk, nor leave litter on a server given by `STEELCUT_TEST_DATABASE_URL`.
+pub struct PgDatabase {
+    /// Name of the database.
+    pub name: String,
+    /// `postgres://owner_xxx:password@127.0.0.1:PORT/db_xxx`
+    pub owner_url: String,
+    /// `postgres://reader_xxx:password@127.0.0.1:PORT/db_xxx`
+    pub reader_url: String,
+    /// The cluster's superuser, connected to this database.
+    superuser_url: String,
+    /// The cluster's superuser URL as given (its own database), used to drop this one.
+    cluster_url: String,
+    owner: String,
+    reader: String,
+}
+
+impl PgDatabase {
+    /// GRANT SELECT ON ALL TABLES IN SCHEMA public TO the reader role (and USAGE on schema
+    /// public). Covers the tables existing now only: call it after the migrations.
+    pub fn grant_read_only(&self) {
+        self.execute_as_superuser(&format!(
+            "GRANT USAGE ON SCHEMA public TO {reader}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader};",
+            reader = self.reader
+        ));
+    }
+
+    /// Run arbitrary SQL (several statements allowed) as the superuser in this database.
+    pub fn execute_as_superuser(&self, sql: &str) {
+        let mut conn = connect(&self.superuser_url);
+        conn.batch_execute(sql).unwrap_or_else(|e| {
+            panic!(
+                "SQL as superuser in database {} failed: {e}\nSQL: {sql}",
+                self.name
+            )
+        });
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Best effort and silent: the cluster may be stopped (private clusters) or already gone,
+        // and panicking in drop would abort a test that is already unwinding. FORCE ends the
+        // connections that a server under test may still hold in its pool.
+        if let Ok(mut conn) = PgConnection::establish(&self.cluster_url) {
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+            let _ = conn.batch_execute(&format!(
+                "DROP ROLE IF EXISTS {}, {}",
+                self.owner, self.reader
+            ));
+        }
+    }
+}
+
+/// A fresh database with its own owner and reader roles on the shared cluster (or on the
+/// server given by `STEELCUT_TEST_DATABASE_URL`).
+///
+/// Panics with a clear message if PostgreSQL cannot be reached or started.
+pub fn fresh_database() -> PgDatabase {
+    create_database(&cluster_url())
+}
+
+/// The superuser URL of the shared cluster (starting it on first use), or the value of
+/// `STEELCUT_TEST_DATABASE_URL` when set.
+///
+/// Panics with a clear message if PostgreSQL cannot be started.
+pub fn cluster_url() -> String {
+    if let Some(url) = external_url() {
+        return url;
+    }
+    // The outcome, failure included, is kept: after a failed start every test fails at once
+    // with the same message instead of each one spending READY_TIMEOUT on its own attempt.
+    static SHARED: OnceLock<Result<Instance, String>> = OnceLock::new();
+    match SHARED.get_or_init(|| Instance::create(300)) {
+        // The Instance stays in the static for the life of the process: its supervisor's stdin
+        // pipe closes only when the process exits, which is what stops the cluster.
+        Ok(instance) => instance.superuser_url(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// A cluster owned by one test, so that it can stop and restart the database (outage tests)
+/// without affecting any other test. Dropping it stops the server and deletes its data.
+pub struct PrivateCluster {
+    instance: Instance,
+}
+
+/// Start a private cluster (always a local one, even when `STEELCUT_TEST_DATABASE_URL` is set,
+/// since the test needs to stop it). Returns once it accepts connections.
+pub fn start_private_cluster() -> PrivateCluster {
+    match Instance::create(100) {
+        Ok(instance) => PrivateCluster { instance },
+        Err(message) => panic!("{message}"),
+    }
+}
+
+impl PrivateCluster {
+    /// The superuser URL (database `postgres`); same value across stop/start.
+    pub fn superuser_url(&self) -> String {
+        self.instance.superuser_url()
+    }
+
+    /// A fresh database with owner and reader roles on this cluster, as [`fresh_database`].
+    pub fn fresh_database(&self) -> PgDatabase {
+        create_database(&self.superuser_url())
+    }
+
+    /// Fast shutdown (clients are disconnected at once). Returns once the port refuses
+    /// connections. Does nothing if already stopped.
+    pub fn stop(&mut self) {
+        if self.instance.supervisor.is_none() {
+            return;
+        }
+        let halted = self.instance.halt(true);
+        self.instance.park();
+        if let Err(message) = halted {
+            panic!("stopping the private PostgreSQL cluster: {message}");
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.instance.port));
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        // postgres has exited once halt returns, so this is only a guard against surprises.
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if Instant::now() > deadline {
+                panic!(
+                    "port {} still accepts connections after postgres stopped",
+                    addr.port()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start again on the same port and data directory. Returns once it accepts connections.
+    /// Does nothing if already running.
+    pub fn start(&mut self) {
+        if self.instance.supervisor.is_some() {
+            return;
+        }
+        self.instance.unpark(true);
+        if let Err(message) = self.instance.launch() {
+            self.instance.park();
+            panic!("restarting the private PostgreSQL cluster on the same port: {message}");
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // Without `keep` the supervisor deletes the directory itself; do it here too for the
+        // case where the server was already stopped (no supervisor) or the shell was killed.
+        let _ = self.instance.halt(false);
+        self.instance.unpark(false);
+        let _ = fs::remove_dir_all(&self.instance.root);
+    }
+}
+
+fn external_url() -> Option<String> {
+    std::env::var(DATABASE_URL_ENV)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+fn create_database(cluster_url: &str) -> PgDatabase {
+    let suffix = random_token(12);
+    let name = format!("db_{suffix}");
+    let owner = format!("owner_{suffix}");
+    let reader = format!("reader_{suffix}");
+    let owner_password = random_token(24);
+    let reader_password = random_token(24);
+
+    let mut admin = connect(cluster_url);
+    let run = |conn: &mut PgConnection, sql: &str| {
+        conn.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("creating test database {name}: `{sql}` failed: {e}"));
+    };
+    run(
+        &mut admin,
+        &format!(
+            "CREATE ROLE {owner} LOGIN PASSWORD '{owner_password}'; \
+             CREATE ROLE {reader} LOGIN PASSWORD '{reader_password}';"
+        ),
+    );
+    // CREATE DATABASE refuses to run inside a transaction block, which a multi-statement
+    // simple query is, so it goes alone.
+    run(&mut admin, &format!("CREATE DATABASE {name} OWNER {owner}"));
+    run(
+        &mut admin,
+        &format!("GRANT CONNECT ON DATABASE {name} TO {reader}"),
+    );
+    drop(admin);
+
+    let superuser_url = with_credentials(cluster_url, None, &name);
+    // Since PG15 schema public belongs to pg_database_owner and PUBLIC may not create in it;
+    // owning it lets the owner run migrations there and grant on it, on any server version.
+    let mut in_db = connect(&superuser_url);
+    run(&mut in_db, &format!("ALTER SCHEMA public OWNER TO {owner}"));
+    drop(in_db);
+
+    PgDatabase {
+        owner_url: with_credentials(cluster_url, Some((&owner, &owner_password)), &name),
+        reader_url: with_credentials(cluster_url, Some((&reader, &reader_password)), &name),
+        superuser_url,
+        cluster_url: cluster_url.to_owned(),
+        name,
+        owner,
+        reader,
+    }
+}
+
+/// `base` with its database replaced and, if given, its user and password too.
+fn with_credentials(base: &str, credentials: Option<(&str, &str)>, database: &str) -> String {
+    let mut url =
+        Url::parse(base).unwrap_or_else(|e| panic!("invalid PostgreSQL URL {}: {e}", redact(base)));
+    if let Some((user, password)) = credentials {
+        let ok = url.set_username(user).is_ok() && url.set_password(Some(password)).is_ok();
+        assert!(
+            ok,
+            "cannot set credentials in PostgreSQL URL {}",
+            redact(base)
+        );
+    }
+    url.set_path(&format!("/{database}"));
+    url.into()
+}
+
+fn connect(url: &str) -> PgConnection {
+    PgConnection::establish(url).unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to PostgreSQL at {}: {e}\n\
+             (to use an existing server instead of a throwaway one, set {DATABASE_URL_ENV} \
+             to a superuser URL such as postgres://postgres:secret@127.0.0.1:5432/postgres)",
+            redact(url)
+        )
+    })
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.into()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// Lowercase letters and digits only: safe unquoted in SQL identifiers, string literals and
+/// URLs, and case-folding leaves the names unchanged.
+fn random_token(len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(CHARS[rng.gen_range(0..CHARS.len())]))
+        .collect()
+}
+
+/// A cluster in a temporary directory: `data/` (PGDATA), `sock/` (unix socket), `postgres.log`.
+struct Instance {
+    root: PathBuf,
+    port: u16,
+    password: String,
+    max_connections: u32,
+    bin: PathBuf,
+    run_as: RunAs,
+    /// The supervisor shell while the server runs; its stdin is the pipe that stops it.
+    supervisor: Option<Child>,
+    /// The janitor shell while a private cluster is stopped (see `park`).
+    janitor: Option<Child>,
+}
+
+impl Instance {
+    /// initdb and start a new cluster; everything is removed again if that fails.
+    fn create(max_connections: u32) -> Result<Self, String> {
+        let bin = find_bin_dir()?;
+        let run_as = RunAs::detect()?;
+        // The postgres user must reach the directory: TMPDIR may be private to root.
+        let base = if run_as.owner.is_some() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        // Short prefix: the socket path (.../sock/.s.PGSQL.PORT) must fit in ~107 bytes.
+        let root = tempfile::Builder::new()
+            .prefix("scpg-")
+            .tempdir_in(&base)
+            .map_err(|e| {
+                format!(
+                    "cannot create a temporary directory in {}: {e}",
+                    base.display()
+                )
+            })?
+            .keep();
+        let mut instance = Instance {
+            root,
+            port: 0,
+            password: random_token(24),
+            max_connections,
+            bin,
+            run_as,
+            supervisor: None,
+            janitor: None,
+        };
+        match instance.init_and_launch() {
+            Ok(()) => Ok(instance),
+            Err(message) => {
+                let _ = instance.halt(false);
+                let _ = fs::remove_dir_all(&instance.root);
+                Err(format!(
+                    "could not start a throwaway PostgreSQL cluster: {message}\n\
+                     Install the PostgreSQL server (Debian: apt-get install postgresql), or set \
+                     {DATABASE_URL_ENV} to a superuser URL of an existing server, e.g. \
+                     postgres://postgres:secret@127.0.0.1:5432/postgres"
+                ))
+            }
+        }
+    }
+
+    fn superuser_url(&self) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    fn init_and_launch(&mut self) -> Result<(), String> {
+        fs::create_dir(self.root.join("sock"))
+            .map_err(|e| format!("cannot create the socket directory: {e}"))?;
+        let password_file = self.root.join("password");
+        fs::write(&password_file, &self.password)
+            .map_err(|e| format!("cannot write {}: {e}", password_file.display()))?;
+        if let Some((uid, gid)) = self.run_as.owner {
+            for path in [self.root.clone(), self.root.join("sock"), password_file] {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| format!("cannot chown {} to postgres: {e}", path.display()))?;
+            }
+        }
+
+        // Unix socket: trust (nothing uses it but the server's own tools). TCP: real password
+        // authentication, so that tests exercise the credentials in the URLs they are given.
+        let script = format!(
+            "exec {initdb} -D {data} -U postgres --pwfile={password} --auth-local=trust \
+             --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync",
+            initdb = quote(&self.bin.join("initdb")),
+            data = quote(&self.root.join("data")),
+            password = quote(&self.root.join("password")),
+        );
+        let output = self
+            .run_as
+            .shell(&script)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "initdb failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+
+        let mut last_error = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            self.port = free_port()?;
+            let log_start = fs::metadata(self.log_path()).map_or(0, |m| m.len());
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(message) => {
+                    let log = read_log_from(&self.log_path(), log_start);
+                    if !(log.contains("could not bind") || log.contains("already in use")) {
+                        return Err(message);
+                    }
+                    last_error = message;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.join("postgres.log")
+    }
+
+    /// Start postgres under a supervisor shell and wait until it accepts connections.
+    fn launch(&mut self) -> Result<(), String> {
+        let log_path = self.log_path();
+        // Opened here (as the test's user) and inherited: the postgres user can write to an
+        // inherited descriptor even though the file is not its own.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let log_start = log.metadata().map_or(0, |m| m.len());
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot duplicate the log descriptor: {e}"))?;
+
+        // The supervisor. Signals are ignored by the shells so that a Ctrl-C or a SIGTERM aimed
+        // at the process group cannot kill them before they have stopped postgres and removed
+        // the directory (the postmaster installs its own handlers, so it is unaffected); only
+        // EOF or a line on stdin stops the server. The stdin pipe is read by a background
+        // watcher while the main shell waits for postgres, so that the supervisor exits whenever
+        // postgres does: that is how `launch` notices a server that died while starting.
+        // The watcher records what it read in `stop-request`: "keep" keeps the data directory,
+        // anything else (EOF) removes it, and no file (postgres died by itself) keeps it for the
+        // Rust side to report on and clean up.
+        let script = format!(
+            "trap '' INT TERM HUP\n\
+             cd {root} || exit 1\n\
+             rm -f stop-request\n\
+             exec 3<&0 </dev/null\n\
+             {postgres} -D {data} -p {port} -k {sock} -c listen_addresses=127.0.0.1 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections={max} 3<&- &\n\
+             pid=$!\n\
+             {{ read cmd <&3; echo \"$cmd\" > stop-request; kill -INT \"$pid\" 2>/dev/null; }} &\n\
+             watcher=$!\n\
+             exec 3<&-\n\
+             wait \"$pid\"\n\
+             status=$?\n\
+             kill -KILL \"$watcher\" 2>/dev/null\n\
+             wait \"$watcher\" 2>/dev/null\n\
+             if [ -e stop-request ] && [ \"$(cat stop-request)\" != keep ]; then\n\
+             cd / && rm -rf {root}\n\
+             fi\n\
+             exit \"$status\"\n",
+            postgres = quote(&self.bin.join("postgres")),
+            data = quote(&self.root.join("data")),
+            sock = quote(&self.root.join("sock")),
+            port = self.port,
+            max = self.max_connections,
+            root = quote(&self.root),
+        );
+        let child = self
+            .run_as
+            .shell(&script)
+            .current_dir(&self.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        self.supervisor = Some(child);
+
+        let url = self.superuser_url();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let last_error = match PgConnection::establish(&url) {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            let exited = match self.supervisor.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Ok(None)) => None,
+                Some(Err(e)) => Some(e.to_string()),
+                None => Some("no supervisor".to_owned()),
+            };
+            let why = match exited {
+                Some(status) => format!("postgres exited early ({status})"),
+                None if Instant::now() > deadline => format!(
+                    "postgres did not accept connections within {}s",
+                    READY_TIMEOUT.as_secs()
+                ),
+                None => {
+                    sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            // Read the log before halting: without `keep` the supervisor deletes it.
+            let log = read_log_from(&log_path, log_start);
+            let _ = self.halt(true);
+            return Err(format!(
+                "{why} on port {}; last connection error: {last_error}\npostgres log ({}):\n{log}",
+                self.port,
+                log_path.display()
+            ));
+        }
+    }
+
+    /// Stop the server (fast shutdown) by writing `keep` (data directory kept) or nothing
+    /// (the supervisor deletes the directory) and closing the supervisor's stdin, then wait.
+    fn halt(&mut self, keep: bool) -> Result<(), String> {
+        end_supervised(self.supervisor.take(), keep)
+            .map_err(|e| format!("postgres did not shut down: {e}"))
+    }
+
+    /// While a private cluster is stopped, a janitor shell holds the cleanup duty that the
+    /// supervisor had: on EOF (test process gone) it deletes the directory, so that a test
+    /// killed during an outage does not leave its data behind. Best effort.
+    fn park(&mut self) {
+        let script = format!(
+            "trap '' INT TERM HUP\n\
+             read cmd\n\
+             if [ \"$cmd\" != keep ]; then cd / && rm -rf {root}; fi\n",
+            root = quote(&self.root),
+        );
+        self.janitor = self
+            .run_as
+            .shell(&script)
+            .current_dir(&self.root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+    }
+
+    /// Dismiss the janitor, telling it whether to delete the directory; waits for it.
+    fn unpark(&mut self, keep: bool) {
+        let _ = end_supervised(self.janitor.take(), keep);
+    }
+}
+
+/// Write `keep` (or nothing) to a supervisor or janitor's stdin, close it, wait for the shell.
+fn end_supervised(child: Option<Child>, keep: bool) -> Result<(), String> {
+    let Some(mut child) = child else {
+        return Ok(());
+    };
+    if let (true, Some(stdin)) = (keep, child.stdin.as_mut()) {
+        // If the shell is already gone the write fails, which changes nothing.
+        let _ = stdin.write_all(b"keep\n");
+    }
+    // Closing our end of the pipe is the EOF that the shell's `read` waits for.
+    drop(child.stdin.take());
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("still running after {}s", STOP_TIMEOUT.as_secs()));
+            }
+            Err(e) => return Err(format!("cannot wait for the shell: {e}")),
+        }
+    }
+}
+
+/// Who runs initdb and postgres: the current user, or the `postgres` system user when root.
+struct RunAs {
+    /// `Some((uid, gid))` of the postgres user when running as root.
+    owner: Option<(u32, u32)>,
+    /// Program and arguments to put before `/bin/sh -c SCRIPT` (empty: run sh directly).
+    prefix: Vec<String>,
+}
+
+impl RunAs {
+    fn detect() -> Result<Self, String> {
+        if effective_uid()? != 0 {
+            return Ok(RunAs {
+                owner: None,
+                prefix: Vec::new(),
+            });
+        }
+        let uid = id_of("-u")?;
+        let gid = id_of("-g")?;
+        let prefix = if let Some(runuser) = find_program("runuser") {
+            vec![runuser, "-u".into(), "postgres".into(), "--".into()]
+        } else if let Some(su) = find_program("su") {
+            vec![su, "postgres".into(), "-s".into()]
+        } else {
+            return Err(
+                "running as root, but neither runuser nor su is available to run \
+                        initdb and postgres as the postgres user"
+                    .to_owned(),
+            );
+        };
+        Ok(RunAs {
+            owner: Some((uid, gid)),
+            prefix,
+        })
+    }
+
+    fn shell(&self, script: &str) -> Command {
+        let mut command = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args);
+                command
+            }
+            None => Command::new("/bin/sh"),
+        };
+        if !self.prefix.is_empty() {
+            command.arg("/bin/sh");
+        }
+        command.arg("-c").arg(script);
+        // A process group of its own: a Ctrl-C in the terminal reaches the test process only.
+        // Otherwise postgres would shut down by itself, and runuser would kill the shell before
+        // it cleaned up; this way the test process dies, the pipe closes, and the supervisor
+        // does the orderly stop and cleanup.
+        command.process_group(0);
+        command
+    }
+}
+
+/// Effective uid, from /proc (no libc call: the crate forbids `unsafe`), else from `id -u`.
+fn effective_uid() -> Result<u32, String> {
+    if let Ok(status) = fs::read_to_string("/proc/self/status") {
+        let euid = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|euid| euid.parse().ok());
+        if let Some(euid) = euid {
+            return Ok(euid);
+        }
+    }
+    let output = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run `id -u`: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("cannot parse the output of `id -u`: {e}"))
+}
+
+/// `id -u postgres` / `id -g postgres` (through NSS, unlike reading /etc/passwd).
+fn id_of(flag: &str) -> Result<u32, String> {
+    let output = Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .map_err(|e| format!("cannot run `id {flag} postgres`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "running as root, and initdb/postgres refuse to: they must run as the postgres \
+             user, but `id {flag} postgres` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("cannot parse the output of `id {flag} postgres`: {e}"))
+}
+
+/// Look in PATH and in the sbin directories, which a CI environment's PATH may lack.
+fn find_program(name: &str) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .map(|found| found.to_string_lossy().into_owned())
+}
+
+/// The server binaries: the highest version under /usr/lib/postgresql (Debian's layout, where
+/// `pg_config --bindir` may describe the client package only), then `pg_config --bindir`, then
+/// PATH.
+fn find_bin_dir() -> Result<PathBuf, String> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+
+    let mut versioned: Vec<(Vec<u32>, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<Vec<u32>>>()?;
+            let bin = entry.path().join("bin");
+            has_server(&bin).then_some((version, bin))
+        })
+        .collect();
+    versioned.sort();
+    if let Some((_, bin)) = versioned.pop() {
+        return Ok(bin);
+    }
+
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if output.status.success() && has_server(&bin) {
+            return Ok(bin);
+        }
+    }
+
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|dir| has_server(dir))
+        .ok_or_else(|| {
+            "no PostgreSQL server binaries (initdb and postgres) found under \
+             /usr/lib/postgresql/*/bin, in `pg_config --bindir` or in PATH"
+                .to_owned()
+        })
+}
+
+/// A port nobody listens on right now (it may be taken before postgres binds it; the caller
+/// retries on "could not bind").
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| format!("cannot pick a free port on 127.0.0.1: {e}"))
+}
+
+/// The log from byte `start` on (what this launch wrote), lossily decoded.
+fn read_log_from(path: &Path, start: u64) -> String {
+    let mut bytes = Vec::new();
+    let read = File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(start))?;
+        file.read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) if bytes.is_empty() => "(empty)".to_owned(),
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("(cannot read the log: {e})"),
+    }
+}
+
+/// Single-quote a path for sh.
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
+}
