@@ -1,0 +1,9 @@
+//! The integration test binary: every test talks to a real `App` over loopback HTTP, or runs
+//! the real `steelcutd` binary. One binary, so the crate links once.
+
+// Fixtures outside #[test] functions may panic on broken set-up: that is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+mod helpers;
+mod pg;
+mod token;
