@@ -10,12 +10,16 @@ use std::sync::{Arc, RwLock};
 use http::{Response, StatusCode};
 use tokio::net::TcpListener;
 
+use crate::auth::cache::CredentialCache;
 use crate::auth::client_auth::Verifier;
 use crate::auth::AuthState;
 use crate::config::{Config, DatabaseUrl};
 use crate::http::response::{self, Body};
-use crate::http::router::Router;
+use crate::http::router::{Listener, Router};
+use crate::http::server::serve;
+use crate::http::tls::TlsHandle;
 use crate::keys::{KeyError, KeySet};
+use crate::metrics::Metrics;
 use crate::resource::ResourceState;
 use crate::store::{Store, StoreError};
 
@@ -49,10 +53,23 @@ pub struct AppState {
     pub config: Config,
     pub auth: Option<AuthState>,
     pub resource: Option<ResourceState>,
+    pub metrics: Arc<Metrics>,
+    /// The TLS acceptor of the main listener, swapped on reload.
+    pub tls: Option<TlsHandle>,
     ready: AtomicBool,
 }
 
 impl AppState {
+    /// `/metrics` text, including counters kept by the roles themselves.
+    pub fn metrics_text(&self) -> String {
+        let fetches = self
+            .resource
+            .as_ref()
+            .map(|r| r.jwks_fetches())
+            .unwrap_or(0);
+        self.metrics.render(fetches)
+    }
+
     /// `/readyz`: 200 once started and while the store answers; 503 otherwise.
     pub async fn readiness(&self) -> Response<Body> {
         let mut checks = serde_json::Map::new();
@@ -84,6 +101,7 @@ impl AppState {
 /// A daemon with its sockets bound and state loaded, ready to serve.
 pub struct App {
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     state: Arc<AppState>,
 }
 
@@ -91,6 +109,7 @@ impl App {
     /// Opens the store (migrating SQLite, checking PostgreSQL), loads or creates keys, loads
     /// resources, and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let metrics = Arc::new(Metrics::default());
         let mut local_keys = None;
         let auth = match &config.auth {
             None => None,
@@ -123,11 +142,18 @@ impl App {
                     .await
                     .map_err(|e| StartupError::Other(e.to_string()))?
                     .map_err(StartupError::Other)?;
+                let cache = Arc::new(CredentialCache::new(
+                    auth_config.credential_cache_ttl,
+                    auth_config.credential_cache_size,
+                ));
+                CredentialCache::spawn_poller(&cache, store.clone());
                 Some(AuthState {
                     config: auth_config.clone(),
                     store,
                     keys,
                     verifier,
+                    cache,
+                    metrics: metrics.clone(),
                 })
             }
         };
@@ -139,17 +165,37 @@ impl App {
                     .map_err(|e| StartupError::Other(e.to_string()))?,
             ),
         };
+        let tls = match &config.server.tls {
+            None => None,
+            Some(t) => Some(Arc::new(RwLock::new(Some(
+                crate::http::tls::load(t).map_err(StartupError::Other)?,
+            )))),
+        };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let admin_listener = match config.server.admin_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+        };
         let state = Arc::new(AppState {
             config,
             auth,
             resource,
+            metrics,
+            tls,
             ready: AtomicBool::new(false),
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            admin_listener,
+            state,
+        })
     }
 
     /// The bound address (the real port when the config asked for port 0).
@@ -167,8 +213,47 @@ impl App {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let grace = self.state.config.server.shutdown_grace;
         self.state.ready.store(true, Ordering::Release);
-        let router = Router::new(self.state.clone());
-        crate::http::server::serve(self.listener, router, shutdown, grace).await;
+        let router = Router::new(self.state.clone(), Listener::Main);
+        let tls = self.state.tls.clone();
+        match self.admin_listener {
+            None => serve(self.listener, router, tls, shutdown, grace).await,
+            Some(admin) => {
+                // One shutdown signal for both listeners.
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let admin_router = Router::new(self.state.clone(), Listener::Admin);
+                let mut admin_rx = rx.clone();
+                let admin_task = tokio::spawn(serve(
+                    admin,
+                    admin_router,
+                    None,
+                    async move {
+                        let _ = admin_rx.wait_for(|stop| *stop).await;
+                    },
+                    grace,
+                ));
+                let mut main_rx = rx;
+                let main = serve(
+                    self.listener,
+                    router,
+                    tls,
+                    async move {
+                        let _ = main_rx.wait_for(|stop| *stop).await;
+                    },
+                    grace,
+                );
+                let trigger = async move {
+                    shutdown.await;
+                    let _ = tx.send(true);
+                };
+                tokio::join!(main, trigger);
+                let _ = admin_task.await;
+            }
+        }
+    }
+
+    /// The bound address of the admin listener, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
 

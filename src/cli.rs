@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// steelcutd: OAuth 2.0 client-credentials authorization server and JSON resource server.
 #[derive(Debug, Parser)]
@@ -173,6 +173,9 @@ pub struct TokenSource {
     /// Refused: a secret on the command line is visible to every user in `ps`.
     #[arg(long, hide = true)]
     pub client_secret: Option<String>,
+    /// How to send the client credentials (RFC 6749 section 2.3.1).
+    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
+    pub auth_method: AuthMethod,
     /// The resource to request (RFC 8707); repeat for several.
     #[arg(long = "resource")]
     pub resources: Vec<String>,
@@ -190,6 +193,16 @@ pub struct TokenSource {
     pub margin_secs: u64,
 }
 
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMethod {
+    /// HTTP Basic (`client_secret_basic`), which every server must support.
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`), as the
+    /// original client sent them.
+    Post,
+}
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(flatten)]
@@ -200,7 +213,7 @@ pub struct TokenArgs {
 pub struct GetArgs {
     /// The resource URL, e.g. http://127.0.0.1:8080/api_v0.0.1.
     pub url: String,
-    /// Use this access token instead of requesting one.
+    /// Use this access token instead of requesting one (`-` reads it from standard input).
     #[arg(long, conflicts_with = "token_url")]
     pub token: Option<String>,
     #[command(flatten)]

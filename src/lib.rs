@@ -21,5 +21,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod metrics;
+pub mod notify;
 pub mod resource;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The authorization server role: `POST /token` for the client credentials grant
 //! (RFC 6749 section 4.4), the JWKS, and authorization server metadata (RFC 8414).
 
+pub mod cache;
 pub mod client_auth;
 pub mod error;
 pub mod token;
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::AuthConfig;
 use crate::keys::KeySet;
 use crate::store::Store;
+use cache::CredentialCache;
 use client_auth::Verifier;
 
 /// Shared state of the auth role.
@@ -18,6 +20,9 @@ pub struct AuthState {
     pub store: Store,
     pub keys: Arc<RwLock<Arc<KeySet>>>,
     pub verifier: Verifier,
+    /// Recently verified credentials (see [`cache`]).
+    pub cache: Arc<CredentialCache>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AuthState {

@@ -2,6 +2,7 @@
 //! (RFC 8707), issuing RFC 9068 JWT access tokens signed with Ed25519.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -136,7 +137,10 @@ where
         }
     }
 
-    let client = authenticate(state, credentials).await?;
+    let auth_started = std::time::Instant::now();
+    let client = authenticate(state, credentials).await;
+    state.metrics.client_auth_seconds.observe(auth_started.elapsed());
+    let client = client?;
     *authenticated = Some(client.client_id.clone());
 
     if !client.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS) {
@@ -192,13 +196,23 @@ where
 }
 
 /// Looks the client up and verifies its secret. Unknown, disabled and wrong-secret clients get
-/// the same answer after the same amount of hashing.
-async fn authenticate(state: &AuthState, credentials: Credentials) -> Result<Client, TokenError> {
+/// the same answer after the same amount of hashing. A secret verified recently for this client
+/// is answered from the credential cache (see [`super::cache`]).
+async fn authenticate(
+    state: &AuthState,
+    credentials: Credentials,
+) -> Result<Arc<Client>, TokenError> {
     let Credentials {
         client_id,
         secret,
         basic,
     } = credentials;
+    let digest = state.cache.digest(&client_id, &secret);
+    if let Some(client) = state.cache.lookup(&client_id, &digest) {
+        return Ok(client);
+    }
+    // Read before the row: if the table changes while we verify, the result is not cached.
+    let generation = state.cache.generation();
     let lookup_id = client_id.clone();
     let client = if lookup_id.len() <= 64 {
         state
@@ -212,7 +226,11 @@ async fn authenticate(state: &AuthState, credentials: Credentials) -> Result<Cli
     let hash = client.as_ref().map(|c| c.secret_hash.clone());
     let ok = state.verifier.verify(secret, hash).await?;
     match client {
-        Some(c) if ok && c.enabled => Ok(c),
+        Some(c) if ok && c.enabled => {
+            let c = Arc::new(c);
+            state.cache.insert(c.clone(), digest, generation);
+            Ok(c)
+        }
         _ => {
             tracing::info!(client_id = ?truncate(&client_id), "client authentication failed");
             Err(TokenError::InvalidClient {

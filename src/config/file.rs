@@ -29,6 +29,21 @@ pub struct RawServer {
     pub listen: Option<String>,
     /// Seconds in-flight requests get to finish on SIGTERM before the process exits.
     pub shutdown_grace_secs: Option<u64>,
+    /// A second listener for `/livez`, `/readyz` and `/metrics` only (e.g. `127.0.0.1:9090`).
+    /// Without it those paths are answered on `listen`.
+    pub admin_listen: Option<String>,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 over ALPN) on `listen`.
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: certificate chain and private key, PEM; re-read on SIGHUP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<String>,
 }
 
 /// `[log]`: where and how much to log.
@@ -78,6 +93,11 @@ pub struct RawAuth {
     pub argon2: Option<RawArgon2>,
     /// Maximum number of argon2 verifications running at once (default: number of CPUs).
     pub max_concurrent_hashes: Option<usize>,
+    /// Seconds a verified client secret is remembered in memory (keyed digest only), sparing
+    /// repeat requests the argon2 verify; 0 disables. Default 300.
+    pub credential_cache_secs: Option<u64>,
+    /// Maximum number of clients in that cache (default 10000).
+    pub credential_cache_size: Option<usize>,
 }
 
 /// `[auth.argon2]`: argon2id cost parameters (default: OWASP m=19456 KiB, t=2, p=1).

@@ -45,6 +45,15 @@ pub enum LogFormat {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
+    pub admin_listen: Option<SocketAddr>,
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate and key files for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +151,8 @@ pub struct AuthConfig {
     pub realm: String,
     pub argon2: Argon2Params,
     pub max_concurrent_hashes: usize,
+    pub credential_cache_ttl: Duration,
+    pub credential_cache_size: usize,
 }
 
 /// Where the resource server gets the public keys that verify tokens.
@@ -203,6 +214,9 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("", "roles", Kind::List),
     ("server", "listen", Kind::Str),
     ("server", "shutdown_grace_secs", Kind::Int),
+    ("server", "admin_listen", Kind::Str),
+    ("server.tls", "cert", Kind::Str),
+    ("server.tls", "key", Kind::Str),
     ("log", "level", Kind::Str),
     ("log", "format", Kind::Str),
     ("database", "url", Kind::Str),
@@ -214,6 +228,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("auth", "token_lifetime_secs", Kind::Int),
     ("auth", "realm", Kind::Str),
     ("auth", "max_concurrent_hashes", Kind::Int),
+    ("auth", "credential_cache_secs", Kind::Int),
+    ("auth", "credential_cache_size", Kind::Int),
     ("auth.argon2", "memory_kib", Kind::Int),
     ("auth.argon2", "iterations", Kind::Int),
     ("auth.argon2", "parallelism", Kind::Int),
@@ -542,9 +558,40 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
             None
         }
     };
+    let admin_listen = match raw.admin_listen.as_deref().map(str::parse::<SocketAddr>) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => {
+            p.push(
+                "`[server] admin_listen`",
+                "is not a socket address such as 127.0.0.1:9090",
+            );
+            None
+        }
+    };
+    let tls = raw.tls.and_then(|t| {
+        let mut file = |key: &str, value: Option<String>| match value {
+            None => {
+                p.push(format!("`[server.tls] {key}`"), "missing: a PEM file path");
+                None
+            }
+            Some(v) => {
+                let path = PathBuf::from(v);
+                if let Err(e) = std::fs::File::open(&path) {
+                    p.push(format!("`[server.tls] {key}`"), format!("{}: {e}", path.display()));
+                }
+                Some(path)
+            }
+        };
+        let cert = file("cert", t.cert);
+        let key = file("key", t.key);
+        Some(TlsConfig { cert: cert?, key: key? })
+    });
     Some(ServerConfig {
         listen: listen?,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
+        admin_listen,
+        tls,
     })
 }
 
@@ -703,6 +750,8 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         realm,
         argon2,
         max_concurrent_hashes: max_concurrent_hashes.max(1),
+        credential_cache_ttl: Duration::from_secs(raw.credential_cache_secs.unwrap_or(300)),
+        credential_cache_size: raw.credential_cache_size.unwrap_or(10_000),
     })
 }
 
@@ -842,11 +891,13 @@ fn validate_resource(
             );
             continue;
         };
+        // Every message about a route names its file too, so it can be found in a long list.
+        let served = r.file.as_deref().unwrap_or("no file");
         let mut ok = true;
         if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
             p.push(
                 format!("{label} `path`"),
-                "must be a path such as \"/api_v0.0.1\"",
+                format!("{path:?} (serving {served}) must be a path such as \"/api_v0.0.1\""),
             );
             ok = false;
         } else if path.starts_with(RESERVED_PREFIX)
@@ -855,13 +906,15 @@ fn validate_resource(
         {
             p.push(
                 format!("{label} `path`"),
-                "clashes with a path the server answers itself (/token, /.well-known/*)",
+                format!(
+                    "{path} (serving {served}) clashes with a path the server answers itself (/token, /.well-known/*)"
+                ),
             );
             ok = false;
         } else if !seen.insert(path.clone()) {
             p.push(
                 format!("{label} `path`"),
-                "duplicate: another route already serves this path",
+                format!("{path} (serving {served}) is a duplicate: another route already serves this path"),
             );
             ok = false;
         }

@@ -4,3 +4,4 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod tls;

@@ -17,11 +17,20 @@ use crate::app::AppState;
 #[derive(Clone)]
 pub struct Router {
     state: Arc<AppState>,
+    listener: Listener,
+}
+
+/// Which listener a router serves: the admin listener answers only health and metrics, and
+/// when it exists the main listener leaves those to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Main,
+    Admin,
 }
 
 impl Router {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<AppState>, listener: Listener) -> Self {
+        Self { state, listener }
     }
 }
 
@@ -32,11 +41,20 @@ impl hyper::service::Service<Request<Incoming>> for Router {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let state = self.state.clone();
+        let listener = self.listener;
         Box::pin(async move {
             let started = Instant::now();
             let method = req.method().clone();
             let path = req.uri().path().to_owned();
-            let (resp, client_id) = route(&state, req).await;
+            let (resp, client_id) = match listener {
+                Listener::Main => route(&state, req).await,
+                Listener::Admin => (
+                    admin_route(&state, &path)
+                        .await
+                        .unwrap_or_else(response::not_found),
+                    None,
+                ),
+            };
             tracing::info!(
                 target: "steelcut::request",
                 %method,
@@ -65,7 +83,10 @@ where
     let path = req.uri().path();
     if let Some(auth) = &state.auth {
         if path == auth.config.token_path {
+            let started = Instant::now();
             let outcome = crate::auth::token::handle(auth, req).await;
+            state.metrics.token_request(outcome.label);
+            state.metrics.token_issue_seconds.observe(started.elapsed());
             return (outcome.response, outcome.client_id);
         }
         match path {
@@ -87,20 +108,37 @@ where
             _ => {}
         }
     }
-    match path {
-        "/livez" => {
-            return (
-                response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-                None,
-            )
-        }
-        "/readyz" => return (state.readiness().await, None),
-        _ => {}
-    }
-    if let Some(resource) = &state.resource {
-        if let Some(resp) = resource.handle(req).await {
+    if state.config.server.admin_listen.is_none() {
+        if let Some(resp) = admin_route(state, path).await {
             return (resp, None);
         }
     }
+    if let Some(resource) = &state.resource {
+        let route = path.to_owned();
+        if let Some(outcome) = resource.handle(req).await {
+            state
+                .metrics
+                .resource_request(&route, outcome.response.status().as_u16());
+            return (outcome.response, outcome.client_id);
+        }
+    }
     (response::not_found(), None)
+}
+
+/// Health and metrics: `/livez` (the process answers), `/readyz` (it can do its work),
+/// `/metrics` (Prometheus text format).
+async fn admin_route(state: &AppState, path: &str) -> Option<Response<Body>> {
+    match path {
+        "/livez" => Some(response::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
+        "/readyz" => Some(state.readiness().await),
+        "/metrics" => Some(response::bytes(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics_text(),
+        )),
+        _ => None,
+    }
 }

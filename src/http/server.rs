@@ -1,6 +1,6 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 on one listener (hyper-util's auto builder), and a
-//! graceful shutdown that stops accepting, lets in-flight requests finish within a grace
-//! period, then returns.
+//! The accept loop: HTTP/1.1 and HTTP/2 on one listener (hyper-util's auto builder), plain or
+//! TLS, and a graceful shutdown that stops accepting, lets in-flight requests finish within a
+//! grace period, then returns.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,11 +11,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::router::Router;
+use super::tls::TlsHandle;
+
+/// A client that has not finished its TLS handshake by then is dropped, so idle sockets cannot
+/// pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` completes, then drains connections for at most `grace`.
+/// With `tls`, every connection starts with a handshake using the acceptor in force.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<TlsHandle>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -35,10 +42,37 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), router.clone());
-                let conn = graceful.watch(conn.into_owned());
+                let builder = builder.clone();
+                let router = router.clone();
+                let watcher = graceful.watcher();
+                let acceptor = tls.as_ref().and_then(|t| match t.read() {
+                    Ok(a) => a.clone(),
+                    Err(p) => p.into_inner().clone(),
+                });
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let result = match acceptor {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), router);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => {
+                                    let conn = builder.serve_connection(TokioIo::new(tls_stream), router);
+                                    watcher.watch(conn.into_owned()).await
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

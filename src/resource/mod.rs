@@ -1,37 +1,166 @@
 //! The resource server role: protected JSON documents behind bearer tokens.
+//!
+//! - [`catalog`]: the routes and the document each serves, swapped atomically on change.
+//! - [`watch`]: notify on the files' directories, so changes are served within a second.
+//! - [`bearer`]: `Authorization: Bearer` parsing and JWT access token validation.
+//! - [`keys`]: where verification keys come from and how they are kept current.
+//! - [`error`]: refusals and the one function that turns them into RFC 6750 responses.
+//!
+//! A request for a route is answered in this order: a method other than GET or HEAD gets 405
+//! (nothing about the document leaks); then the bearer token is checked; only then does the
+//! client learn anything about the document, including whether its `If-None-Match` matched.
+
+pub mod bearer;
+pub mod catalog;
+pub mod error;
+pub mod keys;
+pub mod watch;
 
 use std::sync::{Arc, RwLock};
 
-use http::{Request, Response};
+use http::{header, Method, Request, Response, StatusCode};
 
 use crate::config::ResourceConfig;
-use crate::http::response::Body;
+use crate::http::response::{self, Body};
 use crate::keys::KeySet;
+use catalog::Catalog;
+pub use error::{BearerError, ResourceError};
+use keys::KeyStore;
 
-/// Errors building the resource role.
-#[derive(Debug, thiserror::Error)]
-pub enum ResourceError {
-    #[error("{0}")]
-    Load(String),
+/// Documents are protected: a shared cache must not keep them, and a private cache must
+/// revalidate (cheaply, with the `ETag`) so that a change is seen at once.
+const DOCUMENT_CACHE_CONTROL: &str = "private, no-cache";
+
+/// A spawned task that is aborted when its owner is dropped.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(pub tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-/// Shared state of the resource role.
-pub struct ResourceState {}
+/// The answer to a request for a route, with the client it was served to (for the log).
+pub struct Outcome {
+    pub response: Response<Body>,
+    pub client_id: Option<String>,
+}
+
+/// Shared state of the resource role. Dropping it stops its watcher and refresh task.
+pub struct ResourceState {
+    realm: String,
+    catalog: Arc<Catalog>,
+    keys: Arc<KeyStore>,
+    _watch: watch::Watch,
+    _refresh: Option<TaskGuard>,
+}
 
 impl ResourceState {
+    /// Loads every document and the verification keys, and starts watching the files.
+    /// `local_keys` is the auth role's key set on a node that plays both roles. Must be
+    /// called inside a Tokio runtime.
     pub async fn build(
-        _config: &ResourceConfig,
-        _local_keys: Option<Arc<RwLock<Arc<KeySet>>>>,
+        config: &ResourceConfig,
+        local_keys: Option<Arc<RwLock<Arc<KeySet>>>>,
     ) -> Result<Self, ResourceError> {
-        Ok(Self {})
+        let catalog = Arc::new(Catalog::build(config)?);
+        let keys = Arc::new(
+            KeyStore::build(&config.key_source, local_keys, config.jwks_min_refetch).await?,
+        );
+
+        // One watcher for everything: the documents first, then the key source if on disk.
+        let mut targets: Vec<watch::Target> = catalog
+            .files()
+            .map(|f| watch::Target::File(f.to_owned()))
+            .collect();
+        let documents = targets.len();
+        targets.extend(keys.watch_target());
+        let watch = {
+            let catalog = catalog.clone();
+            let keys = keys.clone();
+            watch::start(targets, move |i| {
+                if i < documents {
+                    catalog.reload(i);
+                } else {
+                    keys.reload_from_disk();
+                }
+            })?
+        };
+
+        let refresh = keys.is_remote().then(|| {
+            let keys = keys.clone();
+            let every = config.jwks_refresh;
+            // Until the first fetch succeeds, retry at the pace the rate limit allows.
+            let retry = config
+                .jwks_min_refetch
+                .max(std::time::Duration::from_secs(1));
+            TaskGuard(tokio::spawn(async move {
+                loop {
+                    let wait = if keys.is_ready() { every } else { retry };
+                    tokio::time::sleep(wait).await;
+                    keys.refresh().await;
+                }
+            }))
+        });
+
+        for path in config.routes.iter().map(|r| r.path.as_str()) {
+            tracing::info!(route = path, "serving route");
+        }
+        Ok(Self {
+            realm: config.realm.clone(),
+            catalog,
+            keys,
+            _watch: watch,
+            _refresh: refresh,
+        })
     }
 
+    /// Ready when there is a key to verify tokens with (documents are loaded at start).
     pub fn is_ready(&self) -> bool {
-        true
+        self.keys.is_ready()
+    }
+
+    /// How many times the key source has been loaded: fetches of the JWKS URL (every
+    /// attempt, successful or not) or reads of the key files, the first load included.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.keys.loads()
     }
 
     /// Answers a request for one of the routes, or `None` when the path is not a route.
-    pub async fn handle<B>(&self, _req: Request<B>) -> Option<Response<Body>> {
-        None
+    pub async fn handle<B>(&self, req: Request<B>) -> Option<Outcome> {
+        let route = self.catalog.route_at(req.uri().path())?;
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return Some(Outcome {
+                response: response::method_not_allowed("GET, HEAD"),
+                client_id: None,
+            });
+        }
+        let claims = match bearer::authorize(&self.keys, route, req.headers()).await {
+            Ok(claims) => claims,
+            Err(refusal) => {
+                tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
+                return Some(Outcome {
+                    response: refusal.into_response(&self.realm),
+                    client_id: None,
+                });
+            }
+        };
+        let document = route.document();
+        let response = if bearer::none_match(req.headers(), &document.etag) {
+            // RFC 9110 section 15.4.5: a 304 repeats the validator and the cache directives.
+            response::empty(StatusCode::NOT_MODIFIED)
+        } else {
+            // For HEAD, hyper sends the headers (Content-Length included) without the body.
+            response::json_bytes(StatusCode::OK, document.bytes.clone())
+        };
+        let response = response::with_header(response, header::ETAG, &document.etag);
+        let response =
+            response::with_header(response, header::CACHE_CONTROL, DOCUMENT_CACHE_CONTROL);
+        Some(Outcome {
+            response,
+            client_id: claims.client_id.or(claims.sub),
+        })
     }
 }

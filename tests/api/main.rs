@@ -4,6 +4,14 @@
 // Fixtures outside #[test] functions may panic on broken set-up: that is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+mod admin_cli;
+mod check_config;
+mod client_cli;
+mod discovery;
 mod helpers;
+mod hot_reload;
 mod pg;
+mod postgres;
+mod remote_jwks;
+mod resource;
 mod token;

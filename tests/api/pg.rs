@@ -29,9 +29,14 @@
 //! whose stdin is a pipe whose only write end is held by the test process (in the shared
 //! cluster's static, or in the [`PrivateCluster`]). However the test process ends, the kernel
 //! closes that pipe, `read` returns, and the shell performs a fast shutdown (`SIGINT`) of postgres
-//! and deletes the directory. (The read happens in a background watcher so that the supervisor
-//! also exits when postgres dies on its own, which is how a failed start is noticed at once.) Note that this happens just *after* the test process exits, so
-//! postgres may still be shutting down for a fraction of a second when `cargo test` returns.
+//! and deletes the directory. The read happens in a background watcher so that the supervisor
+//! also exits when postgres dies on its own, which is how a failed start is noticed at once.
+//! The supervisor runs in a process group of its own and ignores signals, so that a Ctrl-C
+//! reaches only the test process, whose death then triggers the orderly stop.
+//!
+//! The cleanup happens just *after* the test process exits, so postgres may still be shutting
+//! down for a fraction of a second when `cargo test` returns.
+//!
 //! [`PrivateCluster::stop`] writes `keep` into the pipe before closing it so that the data
 //! directory survives for the next [`PrivateCluster::start`], and leaves a "janitor" shell
 //! reading a new pipe in the same way, so that the directory is still deleted if the test
@@ -48,6 +53,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -272,8 +278,9 @@ fn create_database(cluster_url: &str) -> PgDatabase {
     drop(admin);
 
     let superuser_url = with_credentials(cluster_url, None, &name);
-    // Since PG15 schema public belongs to pg_database_owner and PUBLIC may not create in it;
-    // owning it lets the owner run migrations there and grant on it, on any server version.
+    // PG15 gives schema public to pg_database_owner (and takes CREATE from PUBLIC), older
+    // servers to the bootstrap superuser; owning it outright lets the owner run migrations and
+    // grant on it alike on every version a STEELCUT_TEST_DATABASE_URL server may have.
     let mut in_db = connect(&superuser_url);
     run(&mut in_db, &format!("ALTER SCHEMA public OWNER TO {owner}"));
     drop(in_db);
@@ -307,10 +314,16 @@ fn with_credentials(base: &str, credentials: Option<(&str, &str)>, database: &st
 
 fn connect(url: &str) -> PgConnection {
     PgConnection::establish(url).unwrap_or_else(|e| {
+        let hint = if external_url().is_some() {
+            format!("check the server given by {DATABASE_URL_ENV}: it must be a superuser URL")
+        } else {
+            format!(
+                "to use an existing server instead of a throwaway one, set {DATABASE_URL_ENV} \
+                 to a superuser URL such as postgres://postgres:secret@127.0.0.1:5432/postgres"
+            )
+        };
         panic!(
-            "cannot connect to PostgreSQL at {}: {e}\n\
-             (to use an existing server instead of a throwaway one, set {DATABASE_URL_ENV} \
-             to a superuser URL such as postgres://postgres:secret@127.0.0.1:5432/postgres)",
+            "cannot connect to PostgreSQL at {}: {e}\n({hint})",
             redact(url)
         )
     })
@@ -408,6 +421,10 @@ impl Instance {
     }
 
     fn init_and_launch(&mut self) -> Result<(), String> {
+        // Private to the cluster's user: the unix socket trusts whoever can reach it, and the
+        // password file holds the superuser's password.
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot chmod {}: {e}", self.root.display()))?;
         fs::create_dir(self.root.join("sock"))
             .map_err(|e| format!("cannot create the socket directory: {e}"))?;
         let password_file = self.root.join("password");
@@ -444,6 +461,8 @@ impl Instance {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
+        // initdb has stored the password; nothing else needs the file.
+        let _ = fs::remove_file(self.root.join("password"));
 
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -529,7 +548,9 @@ impl Instance {
             .map_err(|e| format!("cannot start postgres: {e}"))?;
         self.supervisor = Some(child);
 
-        let url = self.superuser_url();
+        // connect_timeout: if something else took the port and accepts without answering,
+        // libpq would otherwise wait for the server's reply forever.
+        let url = format!("{}?connect_timeout=2", self.superuser_url());
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let last_error = match PgConnection::establish(&url) {

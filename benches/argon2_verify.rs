@@ -1,0 +1,29 @@
+//! Measures one argon2id verify with steelcutd's default cost (m=19456 KiB, t=2, p=1), which
+//! bounds cold token issuance: at most `cores / verify_time` tokens per second.
+//! Prints the median of `N` (default 20) verifies in milliseconds.
+
+use std::time::Instant;
+
+use secrecy::SecretString;
+use steelcut::auth::client_auth::{hash_secret, verify_secret};
+use steelcut::config::Argon2Params;
+
+fn main() -> Result<(), String> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let secret = SecretString::from("PRIVATE-bench-secret".to_owned());
+    let hash = hash_secret(&secret, Argon2Params::default())?;
+    let mut times: Vec<f64> = (0..n.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let ok = verify_secret(&secret, &hash);
+            assert!(ok, "verify failed");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!("{:.2}", times[times.len() / 2]);
+    Ok(())
+}

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Load benchmark for steelcutd: builds release binaries, starts steelcutd on SQLite and on a
+# throwaway PostgreSQL cluster plus a minimal hyper baseline server, drives each scenario with
+# wrk over loopback (bounded duration and connections) and prints a table: requests/s, p50/p99
+# latency, errors, peak RSS of the daemon, and the ratio to the baseline.
+#
+#   benches/run.sh                 # full run: 10 s per scenario, 32 connections
+#   benches/run.sh --smoke         # 2 s per scenario (CI proves the harness works)
+#   benches/run.sh --duration 20 --connections 64 --out docs/bench-latest.md
+#
+# Needs: wrk (Debian package `wrk`), curl, PostgreSQL server binaries (initdb/postgres; run as
+# the `postgres` user when this script runs as root). Everything it starts, it stops.
+set -euo pipefail
+
+DURATION=10
+CONNS=32
+OUT=""
+SMOKE=0
+while (($#)); do
+    case "$1" in
+        --smoke) SMOKE=1; DURATION=2 ;;
+        --duration) DURATION="$2"; shift ;;
+        --connections) CONNS="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+for tool in wrk curl; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is required (apt-get install $tool)" >&2; exit 1; }
+done
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$PGBIN/initdb" ] || { echo "bench: PostgreSQL server binaries not found under /usr/lib/postgresql" >&2; exit 1; }
+
+echo "== building release binaries" >&2
+cargo build --release --quiet --bin steelcutd --example baseline-server --example argon2-verify
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release/steelcutd
+BASE=$TARGET/release/examples/baseline-server
+
+WORK=$(mktemp -d /tmp/steelcut-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "${PGDATA_DIR:-}" ]; then
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() { # url
+    for _ in $(seq 1 200); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: $1 never became ready" >&2
+    return 1
+}
+
+echo '{"about": "This is a protected resource", "items": [1, 2, 3, 4, 5, 6, 7, 8]}' >"$WORK/doc.json"
+
+# --- PostgreSQL: a throwaway cluster on a free port -------------------------------------------
+PGPORT=$(free_port)
+PGDATA_DIR=$WORK/pg
+mkdir -p "$PGDATA_DIR"
+[ "$(id -u)" = 0 ] && chown postgres "$PGDATA_DIR"
+as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w \
+    -o "-p $PGPORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
+PGURL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+
+config() { # name db_url port cache_secs
+    local dir=$WORK/$1
+    mkdir -p "$dir"
+    cat >"$dir/steelcut.toml" <<TOML
+roles = ["auth", "resource"]
+[server]
+listen = "127.0.0.1:$3"
+[log]
+level = "warn"
+[database]
+url = "$2"
+pool_size = 8
+[keys]
+dir = "$dir/keys"
+[auth]
+issuer = "http://127.0.0.1:$3"
+credential_cache_secs = $4
+[resource]
+[[resource.routes]]
+path = "/api_v0.0.1"
+file = "$WORK/doc.json"
+TOML
+    echo "$dir/steelcut.toml"
+}
+
+start_daemon() { # config port -> sets DAEMON_PID
+    "$BIN" serve --config "$1" 2>>"$WORK/daemon.log" &
+    DAEMON_PID=$!
+    PIDS+=("$DAEMON_PID")
+    wait_ready "http://127.0.0.1:$2/readyz"
+}
+
+peak_rss_mib() { # pid
+    awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"
+}
+
+add_clients() { # config n -> writes basic auth headers to $WORK/clients.<name>
+    local cfg=$1 n=$2 out=$3
+    : >"$out"
+    for _ in $(seq 1 "$n"); do
+        "$BIN" client add --config "$cfg" --name bench --resource api_v0.0.1 2>/dev/null |
+            python3 -c 'import json,sys,base64; c=json.load(sys.stdin); print(base64.b64encode((c["client_id"]+":"+c["client_secret"]).encode()).decode())' >>"$out"
+    done
+}
+
+token_lua() { # clients file -> lua script cycling through the clients
+    local lua=$WORK/token.$RANDOM.lua
+    {
+        echo 'local creds = {'
+        sed 's/.*/  "&",/' "$1"
+        echo '}'
+        cat <<'LUA'
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "grant_type=client_credentials&resource=api_v0.0.1"
+request = function()
+  i = i % #creds + 1
+  wrk.headers["Authorization"] = "Basic " .. creds[i]
+  return wrk.format(nil, "/token")
+end
+LUA
+    } >"$lua"
+    echo "$lua"
+}
+
+# Runs wrk and prints "rps p50_ms p99_ms errors".
+run_wrk() { # conns duration url [script] [extra header]
+    local args=(-t2 -c"$1" -d"$2"s --latency --timeout 10s)
+    [ -n "${4:-}" ] && args+=(-s "$4")
+    [ -n "${5:-}" ] && args+=(-H "$5")
+    wrk "${args[@]}" "$3" >"$WORK/wrk.out" 2>&1 || true
+    python3 - "$WORK/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    if not m: return float("nan")
+    n, u = float(m.group(1)), m.group(2)
+    return n / 1000 if u == "us" else n * 1000 if u == "s" else n
+rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+p50 = re.search(r"^\s+50%\s+(\S+)", t, re.M)
+p99 = re.search(r"^\s+99%\s+(\S+)", t, re.M)
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+print(f"{float(rps.group(1)) if rps else 0:.0f} {ms(p50.group(1)) if p50 else float('nan'):.2f} "
+      f"{ms(p99.group(1)) if p99 else float('nan'):.2f} {errors}")
+PY
+}
+
+ROWS=()
+row() { ROWS+=("$*"); }
+
+# --- baseline ----------------------------------------------------------------------------------
+BPORT=$(free_port)
+"$BASE" "127.0.0.1:$BPORT" "$WORK/doc.json" 2>/dev/null &
+BASE_PID=$!
+PIDS+=("$BASE_PID")
+wait_ready "http://127.0.0.1:$BPORT/"
+echo "== (d) baseline" >&2
+read -r B_RPS B_P50 B_P99 B_ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$BPORT/api_v0.0.1")
+row "d baseline (hyper, no auth)|-|$B_RPS|$B_P50|$B_P99|$B_ERR|$(peak_rss_mib "$BASE_PID")|1.00"
+kill "$BASE_PID"
+
+ratio() { python3 -c "print(f'{$1/$B_RPS:.2f}' if $B_RPS else 'n/a')"; }
+
+# --- start to ready ----------------------------------------------------------------------------
+SPORT=$(free_port)
+SCFG=$(config startup "sqlite://$WORK/startup/steelcut.db" "$SPORT" 300)
+"$BIN" keys generate --config "$SCFG" >/dev/null 2>&1
+"$BIN" migrate --config "$SCFG" >/dev/null
+T0=$(date +%s%N)
+"$BIN" serve --config "$SCFG" 2>>"$WORK/daemon.log" &
+SPID=$!
+PIDS+=("$SPID")
+until curl -fsS -o /dev/null "http://127.0.0.1:$SPORT/readyz" 2>/dev/null; do sleep 0.005; done
+T1=$(date +%s%N)
+STARTUP_MS=$(( (T1 - T0) / 1000000 ))
+kill "$SPID"
+
+for BACKEND in sqlite postgres; do
+    PORT=$(free_port)
+    if [ "$BACKEND" = sqlite ]; then
+        URL="sqlite://$WORK/$BACKEND/steelcut.db"
+    else
+        as_pg psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE bench_$RANDOM$RANDOM" >/dev/null
+        DB=$(as_pg psql -At -h 127.0.0.1 -p "$PGPORT" -U postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'bench_%' ORDER BY oid DESC LIMIT 1")
+        URL="postgres://postgres@127.0.0.1:$PGPORT/$DB"
+    fi
+    CFG=$(config "$BACKEND" "$URL" "$PORT" 300)
+    "$BIN" migrate --config "$CFG" >/dev/null
+    add_clients "$CFG" 4 "$WORK/clients.$BACKEND"
+    start_daemon "$CFG" "$PORT"
+    LUA=$(token_lua "$WORK/clients.$BACKEND")
+
+    echo "== (a) warm issuance, $BACKEND" >&2
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
+    row "a warm issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+
+    echo "== (c) resource reads, $BACKEND" >&2
+    CRED=$(head -1 "$WORK/clients.$BACKEND")
+    TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
+    row "c resource reads|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+
+    # Cold: the credential cache is off, so every request pays a full argon2id verify.
+    PORT=$(free_port)
+    CCFG=$(config "$BACKEND-cold" "$URL" "$PORT" 0)
+    rm -rf "$WORK/$BACKEND-cold/keys"
+    cp -a "$WORK/$BACKEND/keys" "$WORK/$BACKEND-cold/keys" 2>/dev/null || true
+    [ "$BACKEND" = sqlite ] && cp "$WORK/$BACKEND/steelcut.db" "$WORK/$BACKEND-cold/steelcut.db" 2>/dev/null || true
+    sed -i "s|$WORK/$BACKEND/steelcut.db|$WORK/$BACKEND-cold/steelcut.db|" "$CCFG"
+    start_daemon "$CCFG" "$PORT"
+    echo "== (b) cold issuance, $BACKEND" >&2
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
+    row "b cold issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+
+    if [ "$BACKEND" = postgres ]; then
+        echo "== (e) mixed: cold flood + /livez and resource latency, $BACKEND" >&2
+        wrk -t1 -c"$CONNS" -d"$((DURATION + 2))"s --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT/token" >/dev/null 2>&1 &
+        FLOOD=$!
+        sleep 1
+        read -r RPS P50 P99 ERR < <(run_wrk 4 "$DURATION" "http://127.0.0.1:$PORT/livez")
+        row "e /livez during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|-|-"
+        wait "$FLOOD" || true
+        wrk -t1 -c"$CONNS" -d"$((DURATION + 2))"s --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT/token" >/dev/null 2>&1 &
+        FLOOD=$!
+        sleep 1
+        read -r RPS P50 P99 ERR < <(run_wrk 4 "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
+        row "e resource during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-"
+        wait "$FLOOD" || true
+    fi
+    kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+done
+
+# What argon2 allows: cores / single-verify time (median of 20 verifies, default cost).
+VERIFY_MS=$("$TARGET/release/examples/argon2-verify" 20)
+ALLOWED=$(python3 -c "print(f'{$(nproc) * 1000 / $VERIFY_MS:.0f}')")
+{
+    echo "steelcutd benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    echo "wrk -t2 -c$CONNS -d${DURATION}s over loopback; start to ready (SQLite, one key, one route): ${STARTUP_MS} ms"
+    echo "argon2id verify (m=19456 KiB, t=2, p=1): ${VERIFY_MS} ms, so cold issuance can reach at most ${ALLOWED}/s on $(nproc) cores"
+    echo
+    echo "| scenario | store | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ratio to baseline |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
+} | tee "${OUT:-/dev/null}"
+[ "$SMOKE" = 1 ] && echo "bench smoke run finished" >&2
+exit 0

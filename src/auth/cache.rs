@@ -1,0 +1,232 @@
+//! The verified-credential cache: after a successful argon2id verify, remember per client a
+//! keyed digest of the secret that was presented, so that the same client presenting the same
+//! secret again skips both the database and the slow hash.
+//!
+//! What is stored at rest does not change (argon2id PHC strings in the client table); this cache
+//! lives in memory only and holds `HMAC-SHA256(process key, client_id || 0 || secret)`, with a
+//! key drawn at start and never written anywhere, so a memory dump does not give an offline
+//! dictionary attack on the secrets at HMAC speed across restarts, and digests are compared in
+//! constant time.
+//!
+//! Freshness: every client change made by the CLI bumps `store_state.generation` in the same
+//! transaction. A background task polls that counter every [`POLL_INTERVAL`]; a change empties
+//! the cache. Entries are trusted only while the last successful poll is younger than
+//! [`MAX_STALENESS`], so a rotated secret, a disabled or removed client stops working within a
+//! second on every node sharing the database, and a node that cannot reach its database stops
+//! answering from the cache (it answers 503 like an uncached request would).
+//!
+//! A wrong secret never enters the cache (only verified ones do), and a wrong secret for a cached
+//! client takes the full path (database + argon2), so it is never faster than a right one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::store::{Client, Store};
+
+/// How often the change counter is read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Entries are used only while the change counter was confirmed this recently.
+pub const MAX_STALENESS: Duration = Duration::from_millis(900);
+
+struct Entry {
+    digest: [u8; 32],
+    client: Arc<Client>,
+    expires: Instant,
+}
+
+/// See the module documentation.
+pub struct CredentialCache {
+    key: [u8; 32],
+    ttl: Duration,
+    capacity: usize,
+    entries: RwLock<HashMap<String, Entry>>,
+    generation: AtomicI64,
+    /// When the change counter was last read successfully.
+    confirmed: Mutex<Option<Instant>>,
+}
+
+impl CredentialCache {
+    /// A cache keeping at most `capacity` clients for at most `ttl` each. A zero `ttl` or
+    /// `capacity` disables it.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            key: rand::random(),
+            ttl,
+            capacity,
+            entries: RwLock::new(HashMap::new()),
+            generation: AtomicI64::new(i64::MIN),
+            confirmed: Mutex::new(None),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.capacity > 0
+    }
+
+    /// The keyed digest of a presented secret (computed once per request, before the secret
+    /// moves to the hashing pool).
+    pub fn digest(&self, client_id: &str, secret: &SecretString) -> [u8; 32] {
+        // new_from_slice accepts any key length for HMAC; the fallback is unreachable.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => return [0; 32],
+        };
+        mac.update(client_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.expose_secret().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn fresh(&self) -> bool {
+        let confirmed = match self.confirmed.lock() {
+            Ok(c) => *c,
+            Err(p) => *p.into_inner(),
+        };
+        confirmed.is_some_and(|t| t.elapsed() < MAX_STALENESS)
+    }
+
+    /// The client, if this exact secret was verified for it recently and nothing changed since.
+    pub fn lookup(&self, client_id: &str, digest: &[u8; 32]) -> Option<Arc<Client>> {
+        if !self.enabled() || !self.fresh() {
+            return None;
+        }
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(client_id)?;
+        let same: bool = entry.digest.ct_eq(digest).into();
+        (same && entry.expires > Instant::now()).then(|| entry.client.clone())
+    }
+
+    /// Remembers a successful verification. `generation` is the counter value read before the
+    /// client row was loaded: if the table changed since, the entry is not stored.
+    pub fn insert(&self, client: Arc<Client>, digest: [u8; 32], generation: i64) {
+        if !self.enabled() || self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        let now = Instant::now();
+        if entries.len() >= self.capacity && !entries.contains_key(&client.client_id) {
+            entries.retain(|_, e| e.expires > now);
+            if entries.len() >= self.capacity {
+                // Still full of live entries: drop the one closest to expiry.
+                if let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.expires)
+                    .map(|(k, _)| k.clone())
+                {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        entries.insert(
+            client.client_id.clone(),
+            Entry {
+                digest,
+                client,
+                expires: now + self.ttl,
+            },
+        );
+    }
+
+    /// The change counter last seen.
+    pub fn generation(&self) -> i64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records a fresh read of the change counter; a new value empties the cache.
+    pub fn observe(&self, generation: i64) {
+        let old = self.generation.swap(generation, Ordering::AcqRel);
+        if old != generation {
+            if let Ok(mut e) = self.entries.write() {
+                e.clear();
+            }
+        }
+        if let Ok(mut c) = self.confirmed.lock() {
+            *c = Some(Instant::now());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Polls the store's change counter until the cache is dropped.
+    pub fn spawn_poller(cache: &Arc<Self>, store: Store) {
+        if !cache.enabled() {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(cache);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(cache) = weak.upgrade() else { break };
+                match store.run(|s| s.generation()).await {
+                    Ok(g) => cache.observe(g),
+                    Err(e) => {
+                        // Unconfirmed entries age out by MAX_STALENESS; nothing else to do.
+                        tracing::debug!(error = %e, "cannot read the client change counter");
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str) -> Arc<Client> {
+        Arc::new(Client {
+            client_id: id.into(),
+            name: "n".into(),
+            secret_hash: String::new(),
+            grant_types: vec![],
+            resources: vec![],
+            scopes: vec![],
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    #[test]
+    fn only_the_verified_secret_hits_and_a_change_empties_the_cache() {
+        let cache = CredentialCache::new(Duration::from_secs(60), 10);
+        cache.observe(1);
+        let right = cache.digest("a", &SecretString::from("right"));
+        let wrong = cache.digest("a", &SecretString::from("wrong"));
+        cache.insert(client("a"), right, 1);
+        assert!(cache.lookup("a", &right).is_some());
+        assert!(cache.lookup("a", &wrong).is_none());
+        cache.observe(2);
+        assert!(cache.lookup("a", &right).is_none());
+    }
+
+    #[test]
+    fn an_insert_racing_a_change_is_dropped_and_size_stays_bounded() {
+        let cache = CredentialCache::new(Duration::from_secs(60), 3);
+        cache.observe(5);
+        let d = cache.digest("x", &SecretString::from("s"));
+        cache.insert(client("stale"), d, 4);
+        assert!(cache.is_empty());
+        for i in 0..10 {
+            cache.insert(client(&format!("c{i}")), d, 5);
+        }
+        assert_eq!(cache.len(), 3);
+    }
+}

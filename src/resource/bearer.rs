@@ -1,0 +1,253 @@
+//! Bearer token validation: reading `Authorization: Bearer` (RFC 6750 section 2.1) and checking
+//! a JWT access token (RFC 9068 section 4) for one route.
+//!
+//! Checks, in order: the header is one well-formed Bearer credential; the JOSE header says
+//! `alg: EdDSA` (whatever else it says, nothing else is accepted), `typ: at+jwt`, no `crit`, and
+//! a known `kid`; then the signature, `exp`/`nbf` within the leeway, `iss`, `aud` and, for
+//! routes that require one, the scope.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use http::{header, HeaderMap};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::catalog::Route;
+use super::error::{BearerError, InvalidToken};
+use super::keys::KeyStore;
+
+/// The claims the resource server reads after validation.
+#[derive(Debug, Deserialize)]
+pub struct AccessClaims {
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// RFC 9068 section 2.2.3: a space-separated string; anything else grants nothing.
+    #[serde(default)]
+    pub scope: Option<serde_json::Value>,
+}
+
+impl AccessClaims {
+    fn has_scope(&self, needed: &str) -> bool {
+        self.scope
+            .as_ref()
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| s.split(' ').any(|t| t == needed))
+    }
+}
+
+/// The JOSE header fields we check ourselves (RFC 7515 section 4.1).
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The claim checks of one route, built once at start.
+pub fn validation(issuer: &str, leeway: Duration, audience: &str) -> Validation {
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.leeway = leeway.as_secs();
+    v
+}
+
+/// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// The bearer token of a request (RFC 6750 section 2.1).
+pub fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(BearerError::Missing);
+    };
+    if values.next().is_some() {
+        return Err(BearerError::Malformed("send one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| BearerError::Malformed("the Authorization header is not ASCII"))?
+        .trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    // The scheme is case-insensitive (RFC 7235 section 2.1). Another scheme means the
+    // client did not send bearer credentials: no error code (RFC 6750 section 3.1).
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Missing);
+    }
+    let token = rest.trim();
+    if token.is_empty() {
+        return Err(BearerError::Malformed("the Bearer scheme needs a token"));
+    }
+    if token.contains([' ', '\t']) {
+        return Err(BearerError::Malformed("send exactly one bearer token"));
+    }
+    if !is_token68(token) {
+        return Err(BearerError::Malformed(
+            "the bearer token has characters outside token68",
+        ));
+    }
+    Ok(token)
+}
+
+/// The header's `kid`, after the checks that need no key.
+fn check_header(token: &str) -> Result<String, InvalidToken> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(InvalidToken::NotJwt);
+    };
+    let header: JoseHeader = B64
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(InvalidToken::NotJwt)?;
+    // Only EdDSA: `none` and HMAC (keyed with our public key) are the classic forgeries.
+    if header.alg != "EdDSA" {
+        return Err(InvalidToken::Algorithm);
+    }
+    // RFC 9068 section 4: "at+jwt" or "application/at+jwt"; media types are
+    // case-insensitive (RFC 7515 section 4.1.9).
+    let typ = header.typ.unwrap_or_default().to_ascii_lowercase();
+    if typ != "at+jwt" && typ != "application/at+jwt" {
+        return Err(InvalidToken::Type);
+    }
+    // RFC 7515 section 4.1.11: we understand no extension, so any `crit` is refused.
+    if header.crit.is_some() {
+        return Err(InvalidToken::Critical);
+    }
+    header.kid.ok_or(InvalidToken::NoKeyId)
+}
+
+fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
+    match e.kind() {
+        ErrorKind::InvalidSignature => InvalidToken::Signature,
+        ErrorKind::ExpiredSignature => InvalidToken::Expired,
+        ErrorKind::ImmatureSignature => InvalidToken::NotYetValid,
+        ErrorKind::InvalidIssuer => InvalidToken::Issuer,
+        ErrorKind::InvalidAudience => InvalidToken::Audience,
+        ErrorKind::MissingRequiredClaim(_) => InvalidToken::MissingClaim,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => InvalidToken::Algorithm,
+        _ => InvalidToken::NotJwt,
+    }
+}
+
+/// Checks the request's bearer token for `route`; returns its claims.
+pub async fn authorize(
+    keys: &KeyStore,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Result<AccessClaims, BearerError> {
+    let token = credentials(headers)?;
+    let kid = check_header(token).map_err(BearerError::Invalid)?;
+    let key = keys
+        .key(&kid)
+        .await
+        .ok_or(BearerError::Invalid(InvalidToken::UnknownKey))?;
+    let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &route.validation)
+        .map_err(|e| BearerError::Invalid(from_jwt_error(&e)))?
+        .claims;
+    if let Some(scope) = &route.scope {
+        if !claims.has_scope(scope.as_str()) {
+            return Err(BearerError::InsufficientScope(scope.to_string()));
+        }
+    }
+    Ok(claims)
+}
+
+/// Whether `If-None-Match` matches `etag` (RFC 9110 section 13.1.2: weak comparison, `*`
+/// matches any current representation, several values may be listed).
+pub fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let wanted: HashSet<&str> = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .map(|t| t.strip_prefix("W/").unwrap_or(t))
+        .collect();
+    wanted.contains("*") || wanted.contains(etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                header::AUTHORIZATION,
+                http::HeaderValue::from_str(v).unwrap_or(http::HeaderValue::from_static("")),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_must_be_token68() {
+        assert_eq!(
+            credentials(&headers(&["bearer abc.def-_~+/=="])),
+            Ok("abc.def-_~+/==")
+        );
+        assert_eq!(credentials(&headers(&["BEARER x"])), Ok("x"));
+        assert_eq!(credentials(&headers(&[])), Err(BearerError::Missing));
+        assert_eq!(
+            credentials(&headers(&["Basic eDp5"])),
+            Err(BearerError::Missing)
+        );
+        assert!(matches!(
+            credentials(&headers(&["Bearer"])),
+            Err(BearerError::Malformed(_))
+        ));
+        assert!(matches!(
+            credentials(&headers(&["Bearer a b"])),
+            Err(BearerError::Malformed(_))
+        ));
+        assert!(matches!(
+            credentials(&headers(&["Bearer a,b"])),
+            Err(BearerError::Malformed(_))
+        ));
+        assert!(matches!(
+            credentials(&headers(&["Bearer =a"])),
+            Err(BearerError::Malformed(_))
+        ));
+        assert!(matches!(
+            credentials(&headers(&["Bearer a", "Bearer b"])),
+            Err(BearerError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            http::HeaderValue::from_static("\"a\", W/\"b\""),
+        );
+        assert!(none_match(&h, "\"b\""));
+        assert!(none_match(&h, "\"a\""));
+        assert!(!none_match(&h, "\"c\""));
+        h.insert(header::IF_NONE_MATCH, http::HeaderValue::from_static("*"));
+        assert!(none_match(&h, "\"c\""));
+    }
+}

@@ -1,0 +1,174 @@
+//! The served documents: the route table built from `[[resource.routes]]`, and for each route
+//! the document currently in force.
+//!
+//! A [`Document`] is only ever built from bytes that parse completely as JSON, and it replaces
+//! the previous one in a single pointer swap, so a reader sees either the old document or the
+//! new one, never half a file. When a file cannot be read or parsed, the last good document
+//! stays in force and a warning names the file and the parse error (line and column).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::error::ResourceError;
+use crate::config::{ResourceConfig, RouteConfig};
+use crate::domain::{Resource, Scope};
+
+/// One version of a served file.
+#[derive(Debug)]
+pub struct Document {
+    /// The file's bytes, served exactly as written.
+    pub bytes: Bytes,
+    /// A strong validator (RFC 9110 section 8.8.3): the quoted hex of the first 128 bits of
+    /// the SHA-256 of the bytes, so equal bytes give equal tags on every node and restart.
+    pub etag: String,
+}
+
+/// Why a file could not become a document.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    /// serde_json's message ends with "at line L column C".
+    #[error("not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Document {
+    /// A document from bytes that must be one complete JSON value.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
+        let digest = Sha256::digest(&bytes);
+        Ok(Self {
+            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            bytes: Bytes::from(bytes),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        Ok(Self::parse(std::fs::read(path)?)?)
+    }
+}
+
+/// A route and the document it serves now.
+#[derive(Debug)]
+pub struct Route {
+    pub path: String,
+    /// Absolute, so that it compares equal to the paths file-system events carry.
+    pub file: PathBuf,
+    pub audience: Resource,
+    pub scope: Option<Scope>,
+    /// Token checks for this route, built once (issuer, audience, leeway).
+    pub validation: jsonwebtoken::Validation,
+    document: RwLock<Arc<Document>>,
+}
+
+impl Route {
+    /// The document in force.
+    pub fn document(&self) -> Arc<Document> {
+        match self.document.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, document: Arc<Document>) {
+        match self.document.write() {
+            Ok(mut d) => *d = document,
+            Err(poisoned) => *poisoned.into_inner() = document,
+        }
+    }
+}
+
+/// Every route, by path.
+#[derive(Debug)]
+pub struct Catalog {
+    routes: HashMap<String, Arc<Route>>,
+    /// Each served file once, with the routes that serve it.
+    files: Vec<(PathBuf, Vec<Arc<Route>>)>,
+}
+
+impl Catalog {
+    /// Loads every route's document; a file that cannot be served fails the start, since
+    /// there is no earlier good version to fall back on.
+    pub fn build(config: &ResourceConfig) -> Result<Self, ResourceError> {
+        let mut routes = HashMap::new();
+        let mut files: Vec<(PathBuf, Vec<Arc<Route>>)> = Vec::new();
+        for rc in &config.routes {
+            let route = Arc::new(Self::route(config, rc)?);
+            match files.iter_mut().find(|(f, _)| *f == route.file) {
+                Some((_, served_by)) => served_by.push(route.clone()),
+                None => files.push((route.file.clone(), vec![route.clone()])),
+            }
+            routes.insert(route.path.clone(), route);
+        }
+        Ok(Self { routes, files })
+    }
+
+    fn route(config: &ResourceConfig, rc: &RouteConfig) -> Result<Route, ResourceError> {
+        let fail = |cause: String| ResourceError::Document {
+            path: rc.path.clone(),
+            file: rc.file.display().to_string(),
+            cause,
+        };
+        let file = std::path::absolute(&rc.file).map_err(|e| fail(e.to_string()))?;
+        let document = Document::load(&file).map_err(|e| fail(e.to_string()))?;
+        Ok(Route {
+            path: rc.path.clone(),
+            file,
+            audience: rc.audience.clone(),
+            scope: rc.scope.clone(),
+            validation: super::bearer::validation(
+                &config.issuer,
+                config.leeway,
+                rc.audience.as_str(),
+            ),
+            document: RwLock::new(Arc::new(document)),
+        })
+    }
+
+    /// The route at `path`, if any.
+    pub fn route_at(&self, path: &str) -> Option<&Route> {
+        self.routes.get(path).map(Arc::as_ref)
+    }
+
+    /// Every served file (absolute), each once.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(f, _)| f.as_path())
+    }
+
+    /// Re-reads the `index`-th served file (as ordered by [`Catalog::files`]) and, if it
+    /// parses, makes it the document of every route serving it. Blocking: call it off the
+    /// async workers.
+    pub fn reload(&self, index: usize) {
+        let Some((file, served_by)) = self.files.get(index) else {
+            return;
+        };
+        match Document::load(file) {
+            Ok(document) => {
+                let current = served_by.first().map(|r| r.document());
+                if current.is_some_and(|c| c.bytes == document.bytes) {
+                    return;
+                }
+                let document = Arc::new(document);
+                for route in served_by {
+                    route.replace(document.clone());
+                }
+                tracing::info!(
+                    file = %file.display(),
+                    etag = %document.etag,
+                    routes = %served_by.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(" "),
+                    "reloaded document"
+                );
+            }
+            Err(error) => tracing::warn!(
+                file = %file.display(),
+                %error,
+                "cannot reload document; still serving the last good version"
+            ),
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Where the public keys that verify tokens come from, and keeping them current.
+//!
+//! Every source yields a map kid → Ed25519 public key, from which the `DecodingKey`s are built
+//! once per change of the key set (never per request):
+//!
+//! - the auth role's own key set, shared in memory on a node with both roles (a key the auth
+//!   role loads is seen by the next request);
+//! - a key directory, a JWKS file or a directory of public key PEMs: read at start (an
+//!   unreadable source fails the start) and re-read when they change on disk;
+//! - the auth server's JWKS URL: fetched at start, cached, refreshed every `jwks_refresh`.
+//!   If the first fetch fails, the node starts anyway, reports not ready on `/readyz`, and
+//!   retries every `jwks_min_refetch`; it never stops validating with the keys it already has
+//!   because the auth server is down.
+//!
+//! A token with an unknown `kid` triggers a reload at once, but reloads of any cause are at
+//! most one per `jwks_min_refetch`, and concurrent callers share one in-flight reload, so a
+//! flood of made-up kids cannot make the node hammer the auth server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use jsonwebtoken::DecodingKey;
+
+use super::error::ResourceError;
+use super::watch::Target;
+use crate::config::KeySource;
+use crate::keys::{self, KeySet};
+
+/// Timeout of one JWKS fetch: a slow auth server must not hold requests for long.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Largest JWKS accepted from the network.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+type PublicKeys = HashMap<String, VerifyingKey>;
+
+/// How keys are (re)loaded.
+enum Loader {
+    /// The auth role's key set on this node, replaced as a whole when it reloads.
+    Shared(Arc<RwLock<Arc<KeySet>>>),
+    Disk(Disk),
+    Url {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+/// A source on disk (absolute paths).
+#[derive(Debug, Clone)]
+enum Disk {
+    /// A private key directory read by a node that does not sign.
+    KeyDir(PathBuf),
+    JwksFile(PathBuf),
+    PublicDir(PathBuf),
+}
+
+impl Disk {
+    fn describe(&self) -> String {
+        match self {
+            Self::KeyDir(d) => format!("key directory {}", d.display()),
+            Self::JwksFile(f) => format!("JWKS file {}", f.display()),
+            Self::PublicDir(d) => format!("public key directory {}", d.display()),
+        }
+    }
+
+    /// Reads the keys (blocking).
+    fn read(&self) -> Result<PublicKeys, String> {
+        let keys = match self {
+            Self::KeyDir(dir) => KeySet::load(dir)
+                .map(|set| set.public_keys())
+                .map_err(|e| e.to_string())?,
+            Self::JwksFile(file) => {
+                let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+                keys::parse_jwks(&bytes).map_err(|e| format!("{}: {e}", file.display()))?
+            }
+            Self::PublicDir(dir) => keys::load_public_dir(dir).map_err(|e| e.to_string())?,
+        };
+        if keys.is_empty() {
+            return Err(format!("{} holds no Ed25519 public key", self.describe()));
+        }
+        Ok(keys)
+    }
+}
+
+/// The decoding keys in force.
+struct Current {
+    keys: Arc<HashMap<String, DecodingKey>>,
+    /// For [`Loader::Shared`]: the key set these were built from.
+    built_from: Option<Arc<KeySet>>,
+}
+
+/// The verification keys of the resource role.
+pub struct KeyStore {
+    loader: Loader,
+    current: RwLock<Current>,
+    /// When the last reload was attempted; held across a reload so that concurrent callers
+    /// wait for it instead of starting their own.
+    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Bumped by every successful reload.
+    generation: AtomicU64,
+    /// Every load attempt of the source, the first one included.
+    loads: AtomicU64,
+    min_refetch: Duration,
+}
+
+fn decoding_keys(keys: &PublicKeys) -> Arc<HashMap<String, DecodingKey>> {
+    Arc::new(
+        keys.iter()
+            .map(|(kid, key)| (kid.clone(), DecodingKey::from_ed_der(key.as_bytes())))
+            .collect(),
+    )
+}
+
+fn read_shared(shared: &RwLock<Arc<KeySet>>) -> Arc<KeySet> {
+    match shared.read() {
+        Ok(k) => k.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+impl KeyStore {
+    /// Loads the keys of `source`. `shared` is the auth role's key set on a node that also
+    /// signs; with it, a [`KeySource::Local`] source reads nothing from disk.
+    pub async fn build(
+        source: &KeySource,
+        shared: Option<Arc<RwLock<Arc<KeySet>>>>,
+        min_refetch: Duration,
+    ) -> Result<Self, ResourceError> {
+        let loader = match (source, shared) {
+            (KeySource::Local(_), Some(shared)) => Loader::Shared(shared),
+            (KeySource::Local(dir), None) => Loader::Disk(Disk::KeyDir(absolute(dir)?)),
+            (KeySource::JwksFile(f), _) => Loader::Disk(Disk::JwksFile(absolute(f)?)),
+            (KeySource::PublicKeysDir(d), _) => Loader::Disk(Disk::PublicDir(absolute(d)?)),
+            (KeySource::JwksUrl(url), _) => Loader::Url {
+                client: reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .connect_timeout(FETCH_TIMEOUT)
+                    .build()
+                    .map_err(|e| ResourceError::Keys(format!("HTTP client: {e}")))?,
+                url: url.clone(),
+            },
+        };
+        let store = Self {
+            loader,
+            current: RwLock::new(Current {
+                keys: Arc::new(HashMap::new()),
+                built_from: None,
+            }),
+            gate: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            min_refetch,
+        };
+        match &store.loader {
+            Loader::Shared(_) => {}
+            Loader::Url { url, .. } => {
+                if !store.refresh().await {
+                    tracing::warn!(
+                        %url,
+                        retry_secs = min_refetch.as_secs(),
+                        "starting without verification keys; will retry the JWKS fetch"
+                    );
+                }
+            }
+            Loader::Disk(_) => {
+                *store.gate.lock().await = Some(Instant::now());
+                let keys = store.load().await.map_err(ResourceError::Keys)?;
+                tracing::info!(source = %store.describe(), keys = keys.len(), "verification keys loaded");
+                store.install(&keys);
+            }
+        }
+        Ok(store)
+    }
+
+    /// What the keys come from, for logs.
+    fn describe(&self) -> String {
+        match &self.loader {
+            Loader::Shared(_) => "the local signing keys".into(),
+            Loader::Disk(disk) => disk.describe(),
+            Loader::Url { url, .. } => format!("JWKS {url}"),
+        }
+    }
+
+    /// What to watch on disk for changes, if the source is a file or directory.
+    pub fn watch_target(&self) -> Option<Target> {
+        match &self.loader {
+            Loader::Disk(Disk::JwksFile(f)) => Some(Target::File(f.clone())),
+            Loader::Disk(Disk::PublicDir(d) | Disk::KeyDir(d)) => Some(Target::Dir(d.clone())),
+            Loader::Shared(_) | Loader::Url { .. } => None,
+        }
+    }
+
+    /// Whether the source is fetched periodically (only the JWKS URL is).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.loader, Loader::Url { .. })
+    }
+
+    /// Whether there is at least one key to verify with.
+    pub fn is_ready(&self) -> bool {
+        match &self.loader {
+            Loader::Shared(shared) => !read_shared(shared).is_empty(),
+            _ => !self.snapshot().is_empty(),
+        }
+    }
+
+    /// How many times the source has been loaded (fetches of the JWKS URL, reads of files),
+    /// the first load included.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> Arc<HashMap<String, DecodingKey>> {
+        match self.current.read() {
+            Ok(c) => c.keys.clone(),
+            Err(poisoned) => poisoned.into_inner().keys.clone(),
+        }
+    }
+
+    fn install(&self, keys: &PublicKeys) {
+        let built = decoding_keys(keys);
+        match self.current.write() {
+            Ok(mut c) => c.keys = built,
+            Err(poisoned) => poisoned.into_inner().keys = built,
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The key for `kid` among the keys in force, without reloading.
+    fn lookup(&self, kid: &str) -> Option<DecodingKey> {
+        if let Loader::Shared(shared) = &self.loader {
+            let set = read_shared(shared);
+            let fresh = match self.current.read() {
+                Ok(c) => c.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &set)),
+                Err(_) => false,
+            };
+            if !fresh {
+                let built = decoding_keys(&set.public_keys());
+                let key = built.get(kid).cloned();
+                match self.current.write() {
+                    Ok(mut c) => {
+                        c.keys = built;
+                        c.built_from = Some(set);
+                    }
+                    Err(poisoned) => {
+                        let mut c = poisoned.into_inner();
+                        c.keys = built;
+                        c.built_from = Some(set);
+                    }
+                }
+                return key;
+            }
+        }
+        self.snapshot().get(kid).cloned()
+    }
+
+    /// The key for `kid`; an unknown kid triggers a reload (rate limited, shared).
+    pub async fn key(&self, kid: &str) -> Option<DecodingKey> {
+        if let Some(key) = self.lookup(kid) {
+            return Some(key);
+        }
+        if matches!(self.loader, Loader::Shared(_)) {
+            // The auth role owns its key set; a kid it does not know is simply unknown.
+            return None;
+        }
+        self.refresh().await;
+        self.lookup(kid)
+    }
+
+    /// Reloads the source unless another reload finished while this one waited or the last
+    /// attempt was less than `jwks_min_refetch` ago. Returns whether the keys are fresh.
+    pub async fn refresh(&self) -> bool {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut last = self.gate.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        match self.load().await {
+            Ok(keys) => {
+                let before = self.snapshot();
+                let changed =
+                    keys.len() != before.len() || keys.keys().any(|kid| !before.contains_key(kid));
+                if changed {
+                    tracing::info!(source = %self.describe(), keys = keys.len(), "verification keys loaded");
+                }
+                self.install(&keys);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(
+                    source = %self.describe(),
+                    %error,
+                    "cannot reload verification keys; keeping the ones in force"
+                );
+                false
+            }
+        }
+    }
+
+    /// Re-reads a file source after it changed on disk (blocking: call off the async
+    /// workers). The keys in force stay if the new content is not usable.
+    pub fn reload_from_disk(&self) {
+        let Loader::Disk(disk) = &self.loader else {
+            return;
+        };
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        match disk.read() {
+            Ok(keys) => {
+                tracing::info!(source = %self.describe(), keys = keys.len(), "verification keys reloaded");
+                self.install(&keys);
+            }
+            Err(error) => tracing::warn!(
+                source = %self.describe(),
+                %error,
+                "cannot reload verification keys; keeping the ones in force"
+            ),
+        }
+    }
+
+    /// One load of the source.
+    async fn load(&self) -> Result<PublicKeys, String> {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        match &self.loader {
+            Loader::Url { client, url } => fetch(client, url).await,
+            Loader::Shared(shared) => Ok(read_shared(shared).public_keys()),
+            Loader::Disk(disk) => {
+                let disk = disk.clone();
+                tokio::task::spawn_blocking(move || disk.read())
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        }
+    }
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf, ResourceError> {
+    std::path::absolute(path).map_err(|e| ResourceError::Keys(format!("{}: {e}", path.display())))
+}
+
+/// One GET of the JWKS, bounded in time and size.
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<PublicKeys, String> {
+    let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("{url} answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+        }
+    }
+    let keys = keys::parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+    if keys.is_empty() {
+        return Err(format!("{url}: the JWKS holds no Ed25519 signing key"));
+    }
+    Ok(keys)
+}

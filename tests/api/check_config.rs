@@ -1,0 +1,249 @@
+//! `steelcutd check-config` runs the real load path: every problem at once, each naming its key
+//! and the file, the same messages from `serve`, and `STEELCUT_<SECTION>_<KEY>` overrides.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use steelcut::config::Config;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("steelcut.db").display())
+}
+
+/// The problem lines (`  - ...`) of a failed load, as printed on stderr.
+fn problem_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_valid_configuration_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("configuration is valid"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_shipped_configuration_files_pass_check_config() {
+    // config/dev.toml names paths relative to the repository root, where a user runs it.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
+        .args(["check-config", "--config", "config/dev.toml"])
+        .current_dir(root)
+        .env_remove("STEELCUT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_lists_every_problem_at_once_naming_key_and_file_and_serve_refuses_the_same() {
+    // 1. A file with an unknown top-level key, an unknown key in a section, a type error, a
+    //    role without its section, a malformed database URL and an issuer that is not a URL.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"roles = ["auth", "resource"]
+colour = "blue"
+
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = "ten"
+
+[database]
+url = "mysql://steelcut@db/steelcut"
+
+[keys]
+dir = "{keys}"
+
+[auth]
+issuer = "not a url"
+tokne_lifetime_secs = 60
+"#,
+            keys = dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+
+    // 2. check-config exits non-zero and names each problem with its key and the file.
+    let out = steelcutd_env(&["check-config", "--config", &file], &[], WAIT);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let lines = problem_lines(&err);
+    let expect = [
+        ("`colour`", "unknown"),
+        ("`[server] shutdown_grace_secs`", "invalid type"),
+        ("`[database] url`", "sqlite://"),
+        ("`[auth] issuer`", "\"not a url\""),
+        ("`[auth] tokne_lifetime_secs`", "unknown"),
+        ("`[resource]`", "missing"),
+    ];
+    for (key, words) in expect {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no problem names {key}:\n{err}"));
+        assert!(line.contains(words), "{line}");
+        assert!(line.contains(&file), "the line names the file: {line}");
+    }
+    assert_eq!(lines.len(), expect.len(), "exactly these problems:\n{err}");
+
+    // 3. serve refuses to start on the same file with the same messages.
+    let served = steelcutd_env(&["serve", "--config", &file], &[], WAIT);
+    assert!(!served.status.success());
+    assert_eq!(
+        problem_lines(&stderr(&served)),
+        lines,
+        "{}",
+        stderr(&served)
+    );
+}
+
+#[test]
+fn a_bad_environment_override_is_reported_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    let env = [
+        ("STEELCUT_SERVER_LISTEN", "nonsense"),
+        ("STEELCUT_AUTH_TOKEN_LIFETIME_SECS", "5"),
+    ];
+    let out = steelcutd_env(&["check-config", "--config", &config], &env, WAIT);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let lines = problem_lines(&err);
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines.iter().any(
+            |l| l.contains("`[server] listen` (from STEELCUT_SERVER_LISTEN)")
+                && l.contains("\"nonsense\"")
+        ),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("STEELCUT_AUTH_TOKEN_LIFETIME_SECS")),
+        "{err}"
+    );
+    // The daemon refuses the same way.
+    let served = steelcutd_env(&["serve", "--config", &config], &env, WAIT);
+    assert!(!served.status.success());
+    assert_eq!(problem_lines(&stderr(&served)), lines);
+}
+
+#[test]
+fn a_misspelt_environment_variable_for_a_section_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(
+        &["check-config", "--config", &config],
+        &[("STEELCUT_SERVER_LISTN", "127.0.0.1:1")],
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("STEELCUT_SERVER_LISTN"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_valid_environment_override_is_applied_to_the_served_app() {
+    // 1. The file says nothing about the lifetime; the environment says 120 seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let env = BTreeMap::from([(
+        "STEELCUT_AUTH_TOKEN_LIFETIME_SECS".to_owned(),
+        "120".to_owned(),
+    )]);
+    let config = Config::load_with_env(&path, &env).unwrap();
+    // 2. The served app issues tokens with that lifetime.
+    let mut app = start_config(config).await;
+    app.admin_url = sqlite_url(dir.path());
+    let client = app.add_client(&["api_v0.0.1"], &[]).await;
+    let resp = app
+        .token_basic(&client, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["expires_in"], 120);
+    // 3. check-config accepts the same override from the real environment.
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(
+        &["check-config", "--config", &config],
+        &[("STEELCUT_AUTH_TOKEN_LIFETIME_SECS", "120")],
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_reports_a_private_key_that_others_may_read() {
+    // 1. A key directory with a key file of mode 0644.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let keys = dir.path().join("keys");
+    let out = steelcutd(&["keys", "generate", "--config", &path.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = std::fs::read_dir(&keys)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // 2. check-config names the key, the file and the fix.
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`[keys] dir`") && err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
+    assert!(err.contains(&config), "{err}");
+}
+
+#[test]
+fn check_config_reports_a_key_directory_that_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let env = [(
+        "STEELCUT_KEYS_DIR",
+        blocker.join("keys").to_string_lossy().into_owned(),
+    )];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(&["check-config", "--config", &config], &env, WAIT);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`[keys] dir` (from STEELCUT_KEYS_DIR)"),
+        "{err}"
+    );
+    assert!(err.contains("steelcutd keys generate"), "{err}");
+}
