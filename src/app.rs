@@ -56,10 +56,78 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The TLS acceptor of the main listener, swapped on reload.
     pub tls: Option<TlsHandle>,
+    /// The configuration applied last (at start or by a reload).
+    applied: std::sync::Mutex<Config>,
     ready: AtomicBool,
 }
 
+/// Settings a reload cannot change, and how to tell them apart.
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |changed: bool, name: &'static str| {
+        if changed {
+            out.push(name);
+        }
+    };
+    check(old.roles != new.roles, "roles");
+    check(old.server.listen != new.server.listen, "[server] listen");
+    check(old.server.admin_listen != new.server.admin_listen, "[server] admin_listen");
+    check(
+        old.server.tls.is_some() != new.server.tls.is_some(),
+        "[server.tls] (turning TLS on or off)",
+    );
+    check(
+        old.database.as_ref().map(|d| &d.url) != new.database.as_ref().map(|d| &d.url),
+        "[database] url",
+    );
+    check(
+        old.keys.as_ref().map(|k| &k.dir) != new.keys.as_ref().map(|k| &k.dir),
+        "[keys] dir",
+    );
+    let auth = |c: &Config| c.auth.as_ref().map(|a| (a.issuer.clone(), a.token_path.clone(), a.argon2, a.max_concurrent_hashes));
+    check(auth(old) != auth(new), "[auth] issuer, token_path, argon2 or max_concurrent_hashes");
+    let source = |c: &Config| c.resource.as_ref().map(|r| (r.key_source.clone(), r.issuer.clone(), r.realm.clone()));
+    check(source(old) != source(new), "[resource] key source, issuer or realm");
+    out
+}
+
 impl AppState {
+    /// Applies a new configuration (SIGHUP): key directory (new keys published, the newest
+    /// signs), token lifetime, TLS certificates, routes and their files. Everything is loaded
+    /// and checked first and swapped in only if all of it is good, so a failed reload changes
+    /// nothing. Returns the changed settings that only take effect after a restart.
+    pub async fn reload(&self, new: Config) -> Result<Vec<&'static str>, String> {
+        let old = match self.applied.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let restart = restart_only(&old, &new);
+        // 1. Prepare.
+        let tls = match (&new.server.tls, &self.tls) {
+            (Some(t), Some(_)) => Some(crate::http::tls::load(t)?),
+            _ => None,
+        };
+        if let Some(auth) = &self.auth {
+            auth.reload_keys().map_err(|e| e.to_string())?;
+        }
+        // 2. Swap what is left (infallible from here on).
+        if let (Some(handle), Some(acceptor)) = (&self.tls, tls) {
+            match handle.write() {
+                Ok(mut g) => *g = Some(acceptor),
+                Err(p) => *p.into_inner() = Some(acceptor),
+            }
+        }
+        if let (Some(auth), Some(ac)) = (&self.auth, &new.auth) {
+            auth.token_lifetime_secs
+                .store(ac.token_lifetime.as_secs(), Ordering::Relaxed);
+        }
+        match self.applied.lock() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+        Ok(restart)
+    }
+
     /// `/metrics` text, including counters kept by the roles themselves.
     pub fn metrics_text(&self) -> String {
         let fetches = self
@@ -154,6 +222,7 @@ impl App {
                     verifier,
                     cache,
                     metrics: metrics.clone(),
+                    token_lifetime_secs: auth_config.token_lifetime.as_secs().into(),
                 })
             }
         };
@@ -183,12 +252,14 @@ impl App {
                     .map_err(|source| StartupError::Bind { addr, source })?,
             ),
         };
+        let applied = config.clone();
         let state = Arc::new(AppState {
             config,
             auth,
             resource,
             metrics,
             tls,
+            applied: std::sync::Mutex::new(applied),
             ready: AtomicBool::new(false),
         });
         Ok(Self {

@@ -1,83 +1,207 @@
-//! The `serve` and `check-config` commands: logging set-up, the runtime, signals.
+//! The `serve` and `check-config` commands: logging set-up, the runtime, the signal loop and
+//! the systemd notifications (`READY=1` once listening, `RELOADING=1` then `READY=1` around a
+//! SIGHUP reload, `STOPPING=1` on SIGTERM/SIGINT).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::app::App;
+use crate::app::{App, AppState};
 use crate::cli::ConfigArg;
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, ConfigError, LogFormat, Problem};
 use crate::keys::KeySet;
+use crate::notify;
 
-/// Sets up `tracing` from the config (the `RUST_LOG` variable wins when set).
-pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        // Under systemd the journal adds its own timestamps.
-        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
-            builder.without_time().with_ansi(false).try_init()
-        }
-        LogFormat::Text => builder.try_init(),
-    };
+/// Changes the log filter of the running process (SIGHUP).
+pub type LogHandle = reload::Handle<EnvFilter, Registry>;
+
+fn filter(level: &str) -> EnvFilter {
+    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Everything `check-config` verifies beyond the file itself: key files that would be refused.
-fn check_runtime_files(config: &Config) -> Vec<String> {
+/// Sets up `tracing`: the journal-friendly plain format under systemd (`JOURNAL_STREAM` set;
+/// the journal adds timestamps), plain lines on stderr otherwise, or JSON by config. `RUST_LOG`
+/// wins over `[log] level` when set.
+pub fn init_logging(config: &Config) -> Option<LogHandle> {
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let (filter_layer, handle) = reload::Layer::new(filter(&level));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            fmt.without_time().with_ansi(false).boxed()
+        }
+        LogFormat::Text => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter_layer)
+        .with(fmt)
+        .try_init()
+        .ok()
+        .map(|_| handle)
+}
+
+/// Everything `check-config` verifies beyond the file itself (key files that would be refused,
+/// TLS files that do not load), as a [`ConfigError`] so that it prints like the file's problems.
+fn check_runtime_files(config: &Config) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
     if let Some(keys) = &config.keys {
         if keys.dir.exists() {
             if let Err(e) = KeySet::load(&keys.dir) {
-                problems.push(format!("`[keys] dir`: {e}"));
+                problems.push(Problem {
+                    key: "`[keys] dir`".into(),
+                    message: e.to_string(),
+                });
             }
         }
     }
-    problems
+    if let Some(tls) = &config.server.tls {
+        if let Err(e) = crate::http::tls::load(tls) {
+            problems.push(Problem {
+                key: "`[server.tls]`".into(),
+                message: e.to_string(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            file: config.file.clone(),
+            problems,
+        })
+    }
 }
 
 /// `check-config`: the load path of `serve`, without starting anything.
 pub fn check_config(arg: &ConfigArg) -> Result<()> {
     let config = Config::load(&arg.config).map_err(|e| anyhow!("{e}"))?;
-    let problems = check_runtime_files(&config);
-    if !problems.is_empty() {
-        return Err(anyhow!(
-            "{}: {} problem(s)\n  - {}",
-            arg.config.display(),
-            problems.len(),
-            problems.join("\n  - ")
-        ));
-    }
+    check_runtime_files(&config).map_err(|e| anyhow!("{e}"))?;
     println!("{}: configuration is valid", arg.config.display());
     Ok(())
 }
 
-/// `serve`: run until SIGTERM or SIGINT.
+/// `serve`: run until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn serve(arg: &ConfigArg) -> Result<()> {
+    let started = std::time::Instant::now();
     let config = Config::load(&arg.config).map_err(|e| anyhow!("{e}"))?;
-    init_logging(&config);
+    check_runtime_files(&config).map_err(|e| anyhow!("{e}"))?;
+    let log = init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let path = arg.config.clone();
     runtime.block_on(async move {
         warn_about_plain_http(&config);
         let app = App::build(config)
             .await
             .map_err(|e| anyhow!("cannot start: {e}"))?;
-        tracing::info!(addr = %app.local_addr(), "listening");
-        app.run_until(shutdown_signal()).await;
+        let state = app.state();
+        tracing::info!(
+            addr = %app.local_addr(),
+            admin_addr = ?app.admin_addr(),
+            startup_ms = started.elapsed().as_millis() as u64,
+            "listening"
+        );
+        let signals = SignalLoop {
+            state: state.clone(),
+            path,
+            log,
+        };
+        let run = app.run_until(signals.run());
+        // Listeners are bound, migrations checked, keys and documents loaded: tell systemd.
+        notify::notify("READY=1\nSTATUS=serving");
+        run.await;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
+/// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT complete the future (which stops the
+/// server).
+struct SignalLoop {
+    state: Arc<AppState>,
+    path: std::path::PathBuf,
+    log: Option<LogHandle>,
+}
+
+impl SignalLoop {
+    async fn run(self) {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => self.reload().await,
+            }
+        }
+        notify::notify("STOPPING=1");
+    }
+
+    async fn reload(&self) {
+        notify::reloading();
+        tracing::info!(file = %self.path.display(), "SIGHUP: reloading the configuration");
+        let metrics = &self.state.metrics;
+        let outcome = match Config::load(&self.path) {
+            Err(e) => Err(e.to_string()),
+            Ok(config) => {
+                let level = config.log.level.clone();
+                match self.state.reload(config).await {
+                    Ok(restart) => {
+                        if let Some(handle) = &self.log {
+                            if std::env::var_os("RUST_LOG").is_none() {
+                                let _ = handle.reload(filter(&level));
+                            }
+                        }
+                        Ok(restart)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match outcome {
+            Ok(restart) => {
+                metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        settings = %restart.join(", "),
+                        "these changed settings take effect only after a restart"
+                    );
+                }
+                tracing::info!("configuration reloaded");
+                notify::notify("READY=1\nSTATUS=serving (configuration reloaded)");
+            }
+            Err(e) => {
+                metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                // Every problem, key and file, one per line, then keep serving the old config.
+                for line in e.lines() {
+                    tracing::error!("reload refused: {}", line.trim());
+                }
+                let first = e.lines().next().unwrap_or("invalid configuration");
+                notify::notify(&format!(
+                    "READY=1\nSTATUS=reload failed, still serving the previous configuration: {first}"
+                ));
+            }
+        }
+    }
+}
+
 /// RFC 6749 section 3.2 requires TLS on the token endpoint.
 fn warn_about_plain_http(config: &Config) {
     if let Some(auth) = &config.auth {
-        if !auth.issuer.starts_with("https://") {
+        if !auth.issuer.starts_with("https://") && config.server.tls.is_none() {
             tracing::warn!(
                 issuer = %auth.issuer,
                 "the issuer is not https:// and this listener has no TLS: RFC 6749 requires TLS \
@@ -85,20 +209,5 @@ fn warn_about_plain_http(config: &Config) {
                  loopback"
             );
         }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
     }
 }

@@ -23,9 +23,33 @@ pub struct AuthState {
     /// Recently verified credentials (see [`cache`]).
     pub cache: Arc<CredentialCache>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Lifetime of new tokens in seconds; changed by a reload, so kept apart from `config`.
+    pub token_lifetime_secs: std::sync::atomic::AtomicU64,
 }
 
 impl AuthState {
+    /// Lifetime of tokens issued now.
+    pub fn token_lifetime_secs(&self) -> u64 {
+        self.token_lifetime_secs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Re-reads the key directory; the newest key signs from now on. On error the keys in
+    /// force stay.
+    pub fn reload_keys(&self) -> Result<(), crate::keys::KeyError> {
+        let dir = self.keys().dir.clone();
+        let fresh = KeySet::load(&dir)?;
+        if fresh.is_empty() {
+            return Err(crate::keys::KeyError::NoKey { dir });
+        }
+        let mut guard = match self.keys.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *guard = Arc::new(fresh);
+        Ok(())
+    }
+
     /// The key set in force (replaced as a whole on reload).
     pub fn keys(&self) -> Arc<KeySet> {
         match self.keys.read() {

@@ -156,7 +156,7 @@ where
         .current()
         .ok_or_else(|| TokenError::Internal("no signing key loaded".into()))?;
     let now = now_unix();
-    let lifetime = state.config.token_lifetime.as_secs();
+    let lifetime = state.token_lifetime_secs();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
     let aud = if resources.len() == 1 {
         Audience::One(resources[0].as_str())

@@ -29,8 +29,10 @@ impl fmt::Display for ConfigError {
             n,
             if n == 1 { "" } else { "s" }
         )?;
+        // Each line names the file too, so that one line copied into a ticket or grepped out of
+        // a journal still says where to look.
         for p in &self.problems {
-            write!(f, "\n  - {}: {}", p.key, p.message)?;
+            write!(f, "\n  - {}: {}: {}", self.file.display(), p.key, p.message)?;
         }
         Ok(())
     }

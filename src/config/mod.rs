@@ -365,6 +365,33 @@ fn apply_env(
         }
         overridden.insert(format!("{section}.{key}"));
     }
+    for name in env.keys() {
+        if ENV_KEYS.iter().any(|(s, k, _)| env_name(s, k) == *name) {
+            continue;
+        }
+        // Only names that start like a section's variables: others (STEELCUT_CONFIG,
+        // STEELCUT_CLIENT_SECRET, ...) belong to other parts of the program.
+        let Some(section) = ENV_KEYS
+            .iter()
+            .map(|(s, _, _)| s.split('.').next().unwrap_or(""))
+            .filter(|s| !s.is_empty())
+            .find(|s| name.starts_with(&env_name(s, "")))
+        else {
+            continue;
+        };
+        let known: Vec<String> = ENV_KEYS
+            .iter()
+            .filter(|(s, _, _)| s.split('.').next() == Some(section))
+            .map(|(s, k, _)| env_name(s, k))
+            .collect();
+        problems.push(
+            format!("`{name}` (environment)"),
+            format!(
+                "not a setting of [{section}]; the variables for it are {}",
+                known.join(", ")
+            ),
+        );
+    }
     overridden
 }
 
@@ -400,11 +427,10 @@ fn split_sections(mut doc: toml::Table, problems: &mut Problems) -> RawFile {
         name: &str,
         problems: &mut Problems,
     ) -> Option<T> {
-        let value = doc.remove(name)?;
-        match value.try_into::<T>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                problems.push(format!("`[{name}]`"), clean(&e));
+        match doc.remove(name)? {
+            toml::Value::Table(table) => Some(lenient(name, table, problems)),
+            _ => {
+                problems.push(format!("`[{name}]`"), "must be a table (a [section])");
                 Some(T::default())
             }
         }
@@ -442,6 +468,71 @@ fn split_sections(mut doc: toml::Table, problems: &mut Problems) -> RawFile {
 /// A serde error as one line.
 fn clean(e: &toml::de::Error) -> String {
     e.message().trim().replace('\n', " ")
+}
+
+/// Deserializes a section as `T`, leaving out (and reporting under its own name) every key that
+/// `T` rejects: an unknown key or a wrong type. Deserializing the section as a whole would stop
+/// at its first mistake, name only the section, and throw away the section's good keys, whose
+/// own problems would then go unreported.
+fn lenient<T: DeserializeOwned + Default>(
+    section: &str,
+    table: toml::Table,
+    p: &mut Problems,
+) -> T {
+    let mut good = toml::Table::new();
+    for (key, value) in table {
+        if let Some(v) = keep_valid::<T>(section, &[key.as_str()], value, p) {
+            good.insert(key, v);
+        }
+    }
+    toml::Value::Table(good).try_into().unwrap_or_default()
+}
+
+/// Whether `value`, alone at `path` inside the section, deserializes as `T`. A rejected table
+/// (such as `[auth.argon2]`) is checked key by key so that the problem names the inner key and
+/// the valid ones are kept.
+fn keep_valid<T: DeserializeOwned>(
+    section: &str,
+    path: &[&str],
+    value: toml::Value,
+    p: &mut Problems,
+) -> Option<toml::Value> {
+    let wrap = |value: toml::Value| {
+        path.iter().rev().fold(value, |inner, key| {
+            let mut t = toml::Table::new();
+            t.insert((*key).to_owned(), inner);
+            toml::Value::Table(t)
+        })
+    };
+    let error = match wrap(value.clone()).try_into::<T>() {
+        Ok(_) => return Some(value),
+        Err(e) => e,
+    };
+    if let toml::Value::Table(inner) = value {
+        // An unknown table is reported as a whole; a known one key by key.
+        if wrap(toml::Value::Table(toml::Table::new()))
+            .try_into::<T>()
+            .is_ok()
+        {
+            let mut good = toml::Table::new();
+            for (key, v) in inner {
+                let mut deeper = path.to_vec();
+                deeper.push(key.as_str());
+                if let Some(v) = keep_valid::<T>(section, &deeper, v, p) {
+                    good.insert(key, v);
+                }
+            }
+            return Some(toml::Value::Table(good));
+        }
+    }
+    let (key, parents) = path.split_last().map_or(("", &[][..]), |(k, ps)| (*k, ps));
+    let mut name = section.to_owned();
+    for parent in parents {
+        name.push('.');
+        name.push_str(parent);
+    }
+    p.push(key_name(&name, key), clean(&error));
+    None
 }
 
 fn validate(path: &Path, raw: RawFile, p: &mut Problems) -> Option<Config> {
@@ -669,12 +760,30 @@ fn validate_keys(raw: RawKeys, p: &mut Problems) -> Option<KeysConfig> {
                 );
             }
         }
-        // Created (mode 0700) on first start, or by `keys generate`.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => p.push(
-            "`[keys] dir`",
-            format!("{} cannot be read: {e}", dir.display()),
-        ),
+        Err(e) => {
+            // A missing directory is created (mode 0700) on first start or by `keys generate`,
+            // which works only if its nearest existing ancestor is a directory.
+            let nearest = dir.ancestors().skip(1).find_map(|a| {
+                let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
+                std::fs::metadata(a).ok().map(|m| (a, m.is_dir()))
+            });
+            match nearest {
+                Some((_, true)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Some((blocker, false)) => p.push(
+                    "`[keys] dir`",
+                    format!(
+                        "{} cannot be created: {} is not a directory; point `[keys] dir` at a \
+                         directory, then create the first key with `steelcutd keys generate`",
+                        dir.display(),
+                        blocker.display()
+                    ),
+                ),
+                _ => p.push(
+                    "`[keys] dir`",
+                    format!("{} cannot be read: {e}", dir.display()),
+                ),
+            }
+        }
     }
     Some(KeysConfig { dir })
 }
@@ -1004,12 +1113,20 @@ mod tests {
             url = "mysql://x"
             [auth]
             issuer = "not a url"
+            token_lifetime_secs = "long"
+            [auth.argon2]
+            memory = 1
+            iterations = 3
             "#,
         )
         .err()
         .unwrap_or_default();
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert!(keys.contains(&"`[server]`"), "{problems:?}");
+        // A mistake in a section names its key and hides none of the section's other keys.
+        assert!(keys.contains(&"`[server] lissten`"), "{problems:?}");
+        assert!(keys.contains(&"`[server] listen`"), "{problems:?}");
+        assert!(keys.contains(&"`[auth] token_lifetime_secs`"), "{problems:?}");
+        assert!(keys.contains(&"`[auth.argon2] memory`"), "{problems:?}");
         assert!(keys.contains(&"`[database] url`"), "{problems:?}");
         assert!(keys.contains(&"`[auth] issuer`"), "{problems:?}");
         assert!(keys.contains(&"`[keys]`"), "{problems:?}");

@@ -50,11 +50,37 @@ pub struct DbManager {
     url: DatabaseUrl,
 }
 
+/// A pooled connection and whether it has failed.
+pub struct Conn {
+    db: DbConnection,
+    /// Set when a query on this connection failed. The cause may be a socket that died with a
+    /// database restart, which nothing else would notice: back in the pool it would fail every
+    /// request it serves. A new connection costs little next to that, so a connection that saw
+    /// an error is never reused (see [`DbManager::has_broken`]).
+    failed: bool,
+}
+
 impl ManageConnection for DbManager {
-    type Connection = DbConnection;
+    type Connection = Conn;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+    fn connect(&self) -> Result<Conn, r2d2::Error> {
+        self.open().map(|db| Conn { db, failed: false })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
+        conn.db
+            .batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.failed
+    }
+}
+
+impl DbManager {
+    fn open(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
             DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
                 .map(DbConnection::Postgres)
@@ -72,15 +98,6 @@ impl ManageConnection for DbManager {
                 Ok(DbConnection::Sqlite(conn))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
     }
 }
 
@@ -245,7 +262,7 @@ impl Store {
             let cause = match (DbManager {
                 url: self.url.clone(),
             })
-            .connect()
+            .open()
             {
                 Err(r2d2::Error::ConnectionError(c)) => c.to_string(),
                 Err(other) => other.to_string(),
@@ -253,6 +270,21 @@ impl Store {
             };
             StoreError::Unavailable(format!("{}: {}", self.url.redacted(), cause.trim()))
         })
+    }
+
+    /// Runs `f` on a pooled connection. A connection whose work failed is dropped instead of
+    /// going back to the pool (see [`Conn`]), which is how the store recovers by itself once a
+    /// database that went away returns.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let result = f(&mut conn.db);
+        if let Err(e) = &result {
+            conn.failed = !matches!(e, StoreError::NotFound(_));
+        }
+        result
     }
 
     /// Runs blocking store work on tokio's blocking pool.

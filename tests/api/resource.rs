@@ -131,9 +131,7 @@ pub async fn assert_refused(
 }
 
 fn invalid_token(description: &str) -> String {
-    format!(
-        r#"Bearer realm="steelcut", error="invalid_token", error_description="{description}""#
-    )
+    format!(r#"Bearer realm="steelcut", error="invalid_token", error_description="{description}""#)
 }
 
 fn invalid_request(description: &str) -> String {
@@ -208,14 +206,20 @@ async fn head_answers_the_headers_of_get_without_the_body() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
-    assert_eq!(resp.headers()["content-length"], DOC.len().to_string().as_str());
+    assert_eq!(
+        resp.headers()["content-length"],
+        DOC.len().to_string().as_str()
+    );
     assert_eq!(resp.headers()["etag"], etag);
     assert_eq!(resp.headers()["cache-control"], "private, no-cache");
     assert_eq!(resp.bytes().await.unwrap().len(), 0);
 }
 
 async fn get_if_none_match(app: &TestApp, token: Option<&str>, inm: &str) -> reqwest::Response {
-    let mut req = app.http.get(app.url("/api_v0.0.1")).header("If-None-Match", inm);
+    let mut req = app
+        .http
+        .get(app.url("/api_v0.0.1"))
+        .header("If-None-Match", inm);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -348,7 +352,12 @@ async fn bearer_without_a_token_is_an_invalid_request() {
 #[tokio::test]
 async fn two_bearer_tokens_are_an_invalid_request() {
     let (app, token) = app_and_token().await;
-    let resp = get(&app, "/api_v0.0.1", Some(&format!("Bearer {token} {token}"))).await;
+    let resp = get(
+        &app,
+        "/api_v0.0.1",
+        Some(&format!("Bearer {token} {token}")),
+    )
+    .await;
     assert_refused(
         resp,
         400,
@@ -486,8 +495,7 @@ async fn a_token_whose_typ_is_not_at_jwt_is_invalid() {
 #[tokio::test]
 async fn a_token_from_another_issuer_is_invalid() {
     let app = spawn_app().await;
-    let token =
-        Forge::from_app(&app).token("api_v0.0.1", json!({"iss": "https://evil.example"}));
+    let token = Forge::from_app(&app).token("api_v0.0.1", json!({"iss": "https://evil.example"}));
     let resp = get_with_token(&app, &token).await;
     assert_refused(
         resp,
@@ -526,22 +534,24 @@ async fn a_token_whose_audience_list_holds_the_route_is_valid() {
 async fn a_token_expired_beyond_the_leeway_is_invalid() {
     let app = spawn_app().await;
     let t = now() - 3600;
-    let token = Forge::from_app(&app).token(
-        "api_v0.0.1",
-        json!({"iat": t, "nbf": t, "exp": now() - 31}),
-    );
+    let token =
+        Forge::from_app(&app).token("api_v0.0.1", json!({"iat": t, "nbf": t, "exp": now() - 31}));
     let resp = get_with_token(&app, &token).await;
-    assert_refused(resp, 401, &invalid_token("the token has expired"), Some(&token)).await;
+    assert_refused(
+        resp,
+        401,
+        &invalid_token("the token has expired"),
+        Some(&token),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_token_expired_within_the_leeway_is_still_accepted() {
     let app = spawn_app().await;
     let t = now() - 3600;
-    let token = Forge::from_app(&app).token(
-        "api_v0.0.1",
-        json!({"iat": t, "nbf": t, "exp": now() - 10}),
-    );
+    let token =
+        Forge::from_app(&app).token("api_v0.0.1", json!({"iat": t, "nbf": t, "exp": now() - 10}));
     let resp = get_with_token(&app, &token).await;
     assert_eq!(resp.status(), 200);
 }
@@ -722,7 +732,10 @@ async fn a_key_exported_again_after_keys_generate_is_picked_up_by_the_jwks_file_
     let out = tempfile::tempdir().unwrap();
     let jwks = out.path().join("jwks.json");
     let jwks_arg = jwks.to_str().unwrap();
-    assert!(auth.cli(&["keys", "export-public", "--out", jwks_arg]).status.success());
+    assert!(auth
+        .cli(&["keys", "export-public", "--out", jwks_arg])
+        .status
+        .success());
     let node = spawn_app_from_toml(&resource_only_toml(&format!(
         "jwks_file = \"{}\"",
         jwks.display()
@@ -730,7 +743,10 @@ async fn a_key_exported_again_after_keys_generate_is_picked_up_by_the_jwks_file_
     .await;
     // 2. A new key is generated and exported (write-temp-and-rename).
     assert!(auth.cli(&["keys", "generate"]).status.success());
-    assert!(auth.cli(&["keys", "export-public", "--out", jwks_arg]).status.success());
+    assert!(auth
+        .cli(&["keys", "export-public", "--out", jwks_arg])
+        .status
+        .success());
     // 3. A token signed with the new key is accepted within a second.
     let token = Forge::from_app(&auth).token("api_v0.0.1", json!({}));
     let started = std::time::Instant::now();
@@ -779,19 +795,32 @@ fn check_config_reports_a_route_whose_file_is_missing() {
         check_routes("[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/missing.json\"\n");
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("missing.json")).unwrap_or_else(|| panic!("{err}"));
+    let line = err
+        .lines()
+        .find(|l| l.contains("missing.json"))
+        .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("`[[resource.routes]]` /a `file`"), "{line}");
-    assert!(line.contains(&dir.path().join("missing.json").display().to_string()), "{line}");
+    assert!(
+        line.contains(&dir.path().join("missing.json").display().to_string()),
+        "{line}"
+    );
 }
 
 #[test]
 fn check_config_reports_a_route_whose_file_is_not_json_with_line_and_column() {
-    let (out, dir) = check_routes("[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/bad.json\"\n");
+    let (out, dir) =
+        check_routes("[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/bad.json\"\n");
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("bad.json")).unwrap_or_else(|| panic!("{err}"));
+    let line = err
+        .lines()
+        .find(|l| l.contains("bad.json"))
+        .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("`[[resource.routes]]` /a `file`"), "{line}");
-    assert!(line.contains(&dir.path().join("bad.json").display().to_string()), "{line}");
+    assert!(
+        line.contains(&dir.path().join("bad.json").display().to_string()),
+        "{line}"
+    );
     assert!(line.contains("line 2 column 3"), "{line}");
 }
 
@@ -802,9 +831,15 @@ fn check_config_reports_a_duplicate_route_path() {
     );
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("duplicate")).unwrap_or_else(|| panic!("{err}"));
+    let line = err
+        .lines()
+        .find(|l| l.contains("duplicate"))
+        .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("`[[resource.routes]]` /a `path`"), "{line}");
-    assert!(line.contains(&dir.path().join("other.json").display().to_string()), "{line}");
+    assert!(
+        line.contains(&dir.path().join("other.json").display().to_string()),
+        "{line}"
+    );
 }
 
 #[test]
@@ -813,9 +848,18 @@ fn check_config_reports_a_route_that_clashes_with_the_token_endpoint() {
         check_routes("[[resource.routes]]\npath = \"/token\"\nfile = \"{dir}/good.json\"\n");
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("clashes")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("`[[resource.routes]]` /token `path`"), "{line}");
-    assert!(line.contains(&dir.path().join("good.json").display().to_string()), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("clashes"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("`[[resource.routes]]` /token `path`"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&dir.path().join("good.json").display().to_string()),
+        "{line}"
+    );
 }
 
 #[test]
@@ -825,7 +869,16 @@ fn check_config_reports_a_route_under_well_known() {
     );
     assert!(!out.status.success());
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("clashes")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("`[[resource.routes]]` /.well-known/jwks.json `path`"), "{line}");
-    assert!(line.contains(&dir.path().join("good.json").display().to_string()), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("clashes"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("`[[resource.routes]]` /.well-known/jwks.json `path`"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&dir.path().join("good.json").display().to_string()),
+        "{line}"
+    );
 }
