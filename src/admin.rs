@@ -52,6 +52,14 @@ fn admin_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
     Ok((Store::open(&database)?, params))
 }
 
+/// [`admin_context`] for commands that use the client table: the schema must be up to date,
+/// and if it is not the message says how to fix it (rather than naming a missing table).
+fn client_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
+    let (store, params) = admin_context(db)?;
+    store.require_migrated()?;
+    Ok((store, params))
+}
+
 /// `migrate`.
 pub fn migrate(db: &DbArgs) -> Result<()> {
     let (store, _) = admin_context(db)?;
@@ -139,7 +147,7 @@ pub fn client(cmd: ClientCommand) -> Result<()> {
             let scopes = parse_scopes(&scopes)?;
             let grant_type =
                 parse_grant_type(&grant_type).map_err(|e| anyhow!("--grant-type: {e}"))?;
-            let (store, params) = admin_context(&db)?;
+            let (store, params) = client_context(&db)?;
             let secret = generate_secret();
             let secret_hash =
                 hash_secret(&secret, params).map_err(|e| anyhow!("hashing failed: {e}"))?;
@@ -193,7 +201,7 @@ pub fn client(cmd: ClientCommand) -> Result<()> {
             if enable {
                 changes.enabled = Some(true);
             }
-            let (store, params) = admin_context(&db)?;
+            let (store, params) = client_context(&db)?;
             let secret = if new_secret {
                 let s = generate_secret();
                 changes.secret_hash =
@@ -217,13 +225,13 @@ pub fn client(cmd: ClientCommand) -> Result<()> {
         }
         ClientCommand::Remove { db, id } => {
             let id = parse_id(&id)?;
-            let (store, _) = admin_context(&db)?;
+            let (store, _) = client_context(&db)?;
             store.remove_client(id.as_str()).map_err(not_found)?;
             println!("removed client {id}");
             Ok(())
         }
         ClientCommand::List { db, json } => {
-            let (store, _) = admin_context(&db)?;
+            let (store, _) = client_context(&db)?;
             let clients = store.list_clients()?;
             if json {
                 return print_json(&serde_json::Value::Array(
@@ -267,7 +275,7 @@ pub fn client(cmd: ClientCommand) -> Result<()> {
         }
         ClientCommand::Show { db, id } => {
             let id = parse_id(&id)?;
-            let (store, _) = admin_context(&db)?;
+            let (store, _) = client_context(&db)?;
             let client = store
                 .find_client(id.as_str())?
                 .ok_or_else(|| anyhow!("no client with id {id}"))?;

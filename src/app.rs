@@ -71,7 +71,10 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     };
     check(old.roles != new.roles, "roles");
     check(old.server.listen != new.server.listen, "[server] listen");
-    check(old.server.admin_listen != new.server.admin_listen, "[server] admin_listen");
+    check(
+        old.server.admin_listen != new.server.admin_listen,
+        "[server] admin_listen",
+    );
     check(
         old.server.tls.is_some() != new.server.tls.is_some(),
         "[server.tls] (turning TLS on or off)",
@@ -84,10 +87,29 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         old.keys.as_ref().map(|k| &k.dir) != new.keys.as_ref().map(|k| &k.dir),
         "[keys] dir",
     );
-    let auth = |c: &Config| c.auth.as_ref().map(|a| (a.issuer.clone(), a.token_path.clone(), a.argon2, a.max_concurrent_hashes));
-    check(auth(old) != auth(new), "[auth] issuer, token_path, argon2 or max_concurrent_hashes");
-    let source = |c: &Config| c.resource.as_ref().map(|r| (r.key_source.clone(), r.issuer.clone(), r.realm.clone()));
-    check(source(old) != source(new), "[resource] key source, issuer or realm");
+    let auth = |c: &Config| {
+        c.auth.as_ref().map(|a| {
+            (
+                a.issuer.clone(),
+                a.token_path.clone(),
+                a.argon2,
+                a.max_concurrent_hashes,
+            )
+        })
+    };
+    check(
+        auth(old) != auth(new),
+        "[auth] issuer, token_path, argon2 or max_concurrent_hashes",
+    );
+    let source = |c: &Config| {
+        c.resource
+            .as_ref()
+            .map(|r| (r.key_source.clone(), r.issuer.clone(), r.realm.clone()))
+    };
+    check(
+        source(old) != source(new),
+        "[resource] key source, issuer or realm",
+    );
     out
 }
 
@@ -324,7 +346,9 @@ impl App {
 
     /// The bound address of the admin listener, if configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 }
 

@@ -139,7 +139,10 @@ where
 
     let auth_started = std::time::Instant::now();
     let client = authenticate(state, credentials).await;
-    state.metrics.client_auth_seconds.observe(auth_started.elapsed());
+    state
+        .metrics
+        .client_auth_seconds
+        .observe(auth_started.elapsed());
     let client = client?;
     *authenticated = Some(client.client_id.clone());
 

@@ -669,14 +669,20 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
             Some(v) => {
                 let path = PathBuf::from(v);
                 if let Err(e) = std::fs::File::open(&path) {
-                    p.push(format!("`[server.tls] {key}`"), format!("{}: {e}", path.display()));
+                    p.push(
+                        format!("`[server.tls] {key}`"),
+                        format!("{}: {e}", path.display()),
+                    );
                 }
                 Some(path)
             }
         };
         let cert = file("cert", t.cert);
         let key = file("key", t.key);
-        Some(TlsConfig { cert: cert?, key: key? })
+        Some(TlsConfig {
+            cert: cert?,
+            key: key?,
+        })
     });
     Some(ServerConfig {
         listen: listen?,
@@ -764,7 +770,11 @@ fn validate_keys(raw: RawKeys, p: &mut Problems) -> Option<KeysConfig> {
             // A missing directory is created (mode 0700) on first start or by `keys generate`,
             // which works only if its nearest existing ancestor is a directory.
             let nearest = dir.ancestors().skip(1).find_map(|a| {
-                let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
+                let a = if a.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    a
+                };
                 std::fs::metadata(a).ok().map(|m| (a, m.is_dir()))
             });
             match nearest {
@@ -1125,7 +1135,10 @@ mod tests {
         // A mistake in a section names its key and hides none of the section's other keys.
         assert!(keys.contains(&"`[server] lissten`"), "{problems:?}");
         assert!(keys.contains(&"`[server] listen`"), "{problems:?}");
-        assert!(keys.contains(&"`[auth] token_lifetime_secs`"), "{problems:?}");
+        assert!(
+            keys.contains(&"`[auth] token_lifetime_secs`"),
+            "{problems:?}"
+        );
         assert!(keys.contains(&"`[auth.argon2] memory`"), "{problems:?}");
         assert!(keys.contains(&"`[database] url`"), "{problems:?}");
         assert!(keys.contains(&"`[auth] issuer`"), "{problems:?}");

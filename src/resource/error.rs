@@ -21,6 +21,8 @@ pub enum ResourceError {
     Keys(String),
     #[error("cannot watch {dir} for changes: {cause}")]
     Watch { dir: String, cause: String },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Why a request for a protected document is refused.

@@ -16,7 +16,7 @@ pub mod error;
 pub mod keys;
 pub mod watch;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use http::{header, Method, Request, Response, StatusCode};
 
@@ -50,10 +50,34 @@ pub struct Outcome {
 /// Shared state of the resource role. Dropping it stops its watcher and refresh task.
 pub struct ResourceState {
     realm: String,
-    catalog: Arc<Catalog>,
+    /// Replaced as a whole when the configuration is reloaded.
+    catalog: RwLock<Arc<Catalog>>,
     keys: Arc<KeyStore>,
-    _watch: watch::Watch,
+    /// Watches the files of the catalog in force (and the key files).
+    watch: Mutex<watch::Watch>,
     _refresh: Option<TaskGuard>,
+}
+
+/// Starts one watcher for everything: the documents first, then the key source if on disk.
+fn watch_files(
+    catalog: &Arc<Catalog>,
+    keys: &Arc<KeyStore>,
+) -> Result<watch::Watch, ResourceError> {
+    let mut targets: Vec<watch::Target> = catalog
+        .files()
+        .map(|f| watch::Target::File(f.to_owned()))
+        .collect();
+    let documents = targets.len();
+    targets.extend(keys.watch_target());
+    let catalog = catalog.clone();
+    let keys = keys.clone();
+    watch::start(targets, move |i| {
+        if i < documents {
+            catalog.reload(i);
+        } else {
+            keys.reload_from_disk();
+        }
+    })
 }
 
 impl ResourceState {
@@ -69,24 +93,7 @@ impl ResourceState {
             KeyStore::build(&config.key_source, local_keys, config.jwks_min_refetch).await?,
         );
 
-        // One watcher for everything: the documents first, then the key source if on disk.
-        let mut targets: Vec<watch::Target> = catalog
-            .files()
-            .map(|f| watch::Target::File(f.to_owned()))
-            .collect();
-        let documents = targets.len();
-        targets.extend(keys.watch_target());
-        let watch = {
-            let catalog = catalog.clone();
-            let keys = keys.clone();
-            watch::start(targets, move |i| {
-                if i < documents {
-                    catalog.reload(i);
-                } else {
-                    keys.reload_from_disk();
-                }
-            })?
-        };
+        let watch = watch_files(&catalog, &keys)?;
 
         let refresh = keys.is_remote().then(|| {
             let keys = keys.clone();
@@ -109,11 +116,43 @@ impl ResourceState {
         }
         Ok(Self {
             realm: config.realm.clone(),
-            catalog,
+            catalog: RwLock::new(catalog),
             keys,
-            _watch: watch,
+            watch: Mutex::new(watch),
             _refresh: refresh,
         })
+    }
+
+    /// Applies the routes of a reloaded configuration (SIGHUP): every document is loaded and
+    /// the new files are watched before the new route table replaces the old one, so a failed
+    /// reload changes nothing. The key source, issuer and realm take effect only on restart.
+    pub async fn reload(&self, config: &ResourceConfig) -> Result<(), ResourceError> {
+        let routes = config.clone();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::build(&routes))
+            .await
+            .map_err(|e| ResourceError::Internal(format!("loading documents: {e}")))??;
+        let catalog = Arc::new(catalog);
+        let watch = watch_files(&catalog, &self.keys)?;
+        match self.catalog.write() {
+            Ok(mut c) => *c = catalog,
+            Err(poisoned) => *poisoned.into_inner() = catalog,
+        }
+        // The old watcher stops when dropped here.
+        match self.watch.lock() {
+            Ok(mut w) => *w = watch,
+            Err(poisoned) => *poisoned.into_inner() = watch,
+        }
+        for path in config.routes.iter().map(|r| r.path.as_str()) {
+            tracing::info!(route = path, "serving route");
+        }
+        Ok(())
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Ready when there is a key to verify tokens with (documents are loaded at start).
@@ -129,7 +168,8 @@ impl ResourceState {
 
     /// Answers a request for one of the routes, or `None` when the path is not a route.
     pub async fn handle<B>(&self, req: Request<B>) -> Option<Outcome> {
-        let route = self.catalog.route_at(req.uri().path())?;
+        let catalog = self.catalog();
+        let route = catalog.route_at(req.uri().path())?;
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
             return Some(Outcome {

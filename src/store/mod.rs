@@ -301,24 +301,24 @@ impl Store {
 
     /// Applies pending migrations; returns the names applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn()?;
-        let applied = match &mut *conn {
-            DbConnection::Postgres(c) => c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.iter().map(|m| m.to_string()).collect()),
-            DbConnection::Sqlite(c) => c
-                .run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.iter().map(|m| m.to_string()).collect()),
-        };
-        applied.map_err(|e| StoreError::Schema(format!("migration failed: {e}")))
+        self.with_conn(|conn| {
+            let applied = match conn {
+                DbConnection::Postgres(c) => c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect()),
+                DbConnection::Sqlite(c) => c
+                    .run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect()),
+            };
+            applied.map_err(|e| StoreError::Schema(format!("migration failed: {e}")))
+        })
     }
 
     /// The embedded migrations not yet applied. Only reads, so it works for a role that has
     /// nothing but SELECT (the daemon never alters a PostgreSQL schema).
     pub fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn()?;
-        let wanted: Vec<String> =
-            match &*conn {
+        self.with_conn(|conn| {
+            let wanted: Vec<String> = match conn {
                 DbConnection::Postgres(_) => {
                     diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(
                         &POSTGRES_MIGRATIONS,
@@ -336,23 +336,48 @@ impl Store {
                 .map(|m| m.name().version().to_string())
                 .collect(),
             };
-        let applied: Vec<String> =
-            match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
-                .load::<AppliedVersion>(&mut *conn)
-            {
-                Ok(rows) => rows.into_iter().map(|r| r.version).collect(),
-                // No migrations table: nothing applied yet.
-                Err(diesel::result::Error::DatabaseError(_, info))
-                    if info.message().contains("__diesel_schema_migrations") =>
+            let applied: Vec<String> =
+                match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+                    .load::<AppliedVersion>(conn)
                 {
-                    Vec::new()
-                }
-                Err(e) => return Err(e.into()),
-            };
-        Ok(wanted
-            .into_iter()
-            .filter(|v| !applied.contains(v))
-            .collect())
+                    Ok(rows) => rows.into_iter().map(|r| r.version).collect(),
+                    // No migrations table: nothing applied yet. Only that error: a table that
+                    // exists but may not be read (a role without its grants) is a different
+                    // problem, and running `migrate` would not fix it.
+                    Err(diesel::result::Error::DatabaseError(_, info))
+                        if is_missing_table(info.message()) =>
+                    {
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            Ok(wanted
+                .into_iter()
+                .filter(|v| !applied.contains(v))
+                .collect())
+        })
+    }
+
+    /// Fails with a message naming `steelcutd migrate` when migrations are pending; admin
+    /// commands on PostgreSQL call this first, so that an unmigrated database is not reported
+    /// as a missing table.
+    pub fn require_migrated(&self) -> Result<(), StoreError> {
+        let pending = self.pending_migrations()?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let how = match self.url {
+            DatabaseUrl::Postgres(_) => "run `steelcutd migrate` as the role that owns the schema",
+            DatabaseUrl::Sqlite(_) => {
+                "run `steelcutd migrate`, or start the daemon once (it migrates SQLite itself)"
+            }
+        };
+        Err(StoreError::Schema(format!(
+            "{}: {} pending migration(s) ({}): {how}",
+            self.url.redacted(),
+            pending.len(),
+            pending.join(", ")
+        )))
     }
 
     /// A cheap query that proves the database answers and the client table is readable.
@@ -362,31 +387,34 @@ impl Store {
 
     /// The change counter bumped by every write to `clients`.
     pub fn generation(&self) -> Result<i64, StoreError> {
-        let mut conn = self.conn()?;
-        Ok(store_state::table
-            .find(1)
-            .select(store_state::generation)
-            .first::<i64>(&mut *conn)?)
+        self.with_conn(|conn| {
+            Ok(store_state::table
+                .find(1)
+                .select(store_state::generation)
+                .first::<i64>(conn)?)
+        })
     }
 
     pub fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let mut conn = self.conn()?;
-        let row = clients::table
-            .find(id)
-            .select(ClientRow::as_select())
-            .first::<ClientRow>(&mut *conn)
-            .optional()?;
-        Ok(row.map(Client::from))
+        self.with_conn(|conn| {
+            let row = clients::table
+                .find(id)
+                .select(ClientRow::as_select())
+                .first::<ClientRow>(conn)
+                .optional()?;
+            Ok(row.map(Client::from))
+        })
     }
 
     pub fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
-        let mut conn = self.conn()?;
-        let rows = clients::table
-            .order(clients::created_at.asc())
-            .then_order_by(clients::client_id.asc())
-            .select(ClientRow::as_select())
-            .load::<ClientRow>(&mut *conn)?;
-        Ok(rows.into_iter().map(Client::from).collect())
+        self.with_conn(|conn| {
+            let rows = clients::table
+                .order(clients::created_at.asc())
+                .then_order_by(clients::client_id.asc())
+                .select(ClientRow::as_select())
+                .load::<ClientRow>(conn)?;
+            Ok(rows.into_iter().map(Client::from).collect())
+        })
     }
 
     fn bump(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {
@@ -409,65 +437,74 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let mut conn = self.conn()?;
-        conn.transaction(|c| {
-            diesel::insert_into(clients::table)
-                .values(&row)
-                .execute(c)?;
-            Self::bump(c)
+        self.with_conn(|conn| {
+            conn.transaction(|c| {
+                diesel::insert_into(clients::table)
+                    .values(&row)
+                    .execute(c)?;
+                Self::bump(c)
+            })?;
+            Ok(())
         })?;
         Ok(row.into())
     }
 
     pub fn update_client(&self, id: &str, changes: ClientChanges) -> Result<Client, StoreError> {
-        let mut conn = self.conn()?;
-        let row = conn.transaction(|c| {
-            let Some(mut row) = clients::table
-                .find(id)
-                .select(ClientRow::as_select())
-                .first::<ClientRow>(c)
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            if let Some(g) = changes.grant_types {
-                row.grant_types = g.join(" ");
-            }
-            if let Some(r) = changes.resources {
-                row.resources = join(&r);
-            }
-            if let Some(s) = changes.scopes {
-                row.scopes = join(&s);
-            }
-            if let Some(h) = changes.secret_hash {
-                row.secret_hash = h;
-            }
-            if let Some(e) = changes.enabled {
-                row.enabled = e;
-            }
-            row.updated_at = now_unix();
-            diesel::update(clients::table.find(id))
-                .set(&row)
-                .execute(c)?;
-            Self::bump(c)?;
-            Ok::<_, diesel::result::Error>(Some(row))
+        let row = self.with_conn(|conn| {
+            Ok(conn.transaction(|c| {
+                let Some(mut row) = clients::table
+                    .find(id)
+                    .select(ClientRow::as_select())
+                    .first::<ClientRow>(c)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                if let Some(g) = changes.grant_types {
+                    row.grant_types = g.join(" ");
+                }
+                if let Some(r) = changes.resources {
+                    row.resources = join(&r);
+                }
+                if let Some(s) = changes.scopes {
+                    row.scopes = join(&s);
+                }
+                if let Some(h) = changes.secret_hash {
+                    row.secret_hash = h;
+                }
+                if let Some(e) = changes.enabled {
+                    row.enabled = e;
+                }
+                row.updated_at = now_unix();
+                diesel::update(clients::table.find(id))
+                    .set(&row)
+                    .execute(c)?;
+                Self::bump(c)?;
+                Ok::<_, diesel::result::Error>(Some(row))
+            })?)
         })?;
         row.map(Client::from)
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))
     }
 
     pub fn remove_client(&self, id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let n = conn.transaction(|c| {
-            let n = diesel::delete(clients::table.find(id)).execute(c)?;
-            if n > 0 {
-                Self::bump(c)?;
-            }
-            Ok::<_, diesel::result::Error>(n)
+        let n = self.with_conn(|conn| {
+            Ok(conn.transaction(|c| {
+                let n = diesel::delete(clients::table.find(id)).execute(c)?;
+                if n > 0 {
+                    Self::bump(c)?;
+                }
+                Ok::<_, diesel::result::Error>(n)
+            })?)
         })?;
         if n == 0 {
             return Err(StoreError::NotFound(id.to_owned()));
         }
         Ok(())
     }
+}
+
+/// Whether a database error says a table does not exist (PostgreSQL or SQLite wording).
+fn is_missing_table(message: &str) -> bool {
+    message.contains("does not exist") || message.contains("no such table")
 }

@@ -213,3 +213,90 @@ async fn a_broken_write_is_logged_as_a_warning_naming_the_file_and_the_line_and_
     assert!(line.contains("line 2 column"), "{line}");
     assert!(line.contains("last good"), "{line}");
 }
+
+#[tokio::test]
+async fn a_configuration_reload_swaps_the_routes_and_watches_the_new_files() {
+    // 1. A node serving /api_v0.0.1.
+    let r = reloading_app().await;
+    // 2. The configuration now serves /v2 from another file instead.
+    let v2 = r.app.dir.path().join("v2.json");
+    std::fs::write(&v2, V2).unwrap();
+    let text = std::fs::read_to_string(&r.app.config_path)
+        .unwrap()
+        .replace(
+            "path = \"/api_v0.0.1\"",
+            "path = \"/v2\"\naudience = \"api_v0.0.1\"",
+        )
+        .replace("protected_resource.json", "v2.json");
+    std::fs::write(&r.app.config_path, text).unwrap();
+    let config = steelcut::config::Config::load(&r.app.config_path).unwrap();
+    let resource = r.app.state.resource.as_ref().unwrap();
+    resource
+        .reload(config.resource.as_ref().unwrap())
+        .await
+        .unwrap();
+    // 3. The old route is gone and the new one serves its file.
+    assert_eq!(get_with_token(&r.app, &r.token).await.status(), 404);
+    let get_v2 = || {
+        r.app
+            .http
+            .get(r.app.url("/v2"))
+            .bearer_auth(&r.token)
+            .send()
+    };
+    assert_eq!(get_v2().await.unwrap().text().await.unwrap(), V2);
+    // 4. The new file is watched.
+    let written = Instant::now();
+    std::fs::write(&v2, V3).unwrap();
+    while written.elapsed() < Duration::from_secs(2) {
+        if get_v2().await.unwrap().text().await.unwrap() == V3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_configuration_reload_with_a_broken_file_changes_nothing() {
+    let r = reloading_app().await;
+    let mut config = (*r.app.state.config.resource.as_ref().unwrap()).clone();
+    config.routes[0].file = r.app.dir.path().join("missing.json");
+    let resource = r.app.state.resource.as_ref().unwrap();
+    let error = resource.reload(&config).await.unwrap_err().to_string();
+    assert!(
+        error.contains("/api_v0.0.1") && error.contains("missing.json"),
+        "{error}"
+    );
+    assert_eq!(body(&r.app, &r.token).await, DOC);
+    let written = Instant::now();
+    std::fs::write(&r.doc, V2).unwrap();
+    let took = served_within(&r, V2, written).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+#[tokio::test]
+async fn zz_scratch_threads() {
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("comm"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect();
+        v.sort();
+        v.join(",")
+    };
+    let _warm = spawn_app().await;
+    let before = names();
+    for _ in 0..20 {
+        let mut app = spawn_app().await;
+        app.stop().await;
+        drop(app);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    panic!("threads before {before}\n after {}", names());
+}

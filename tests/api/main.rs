@@ -12,6 +12,7 @@ mod helpers;
 mod hot_reload;
 mod pg;
 mod postgres;
+mod process;
 mod remote_jwks;
 mod resource;
 mod token;

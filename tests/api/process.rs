@@ -1,0 +1,405 @@
+//! The daemon as systemd runs it: the real binary, a fake `NOTIFY_SOCKET`, signals, TLS and
+//! metrics.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::UnixDatagram;
+
+use crate::helpers::*;
+
+/// A `steelcutd serve` child process listening on a free port, with a notify socket.
+struct Daemon {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    notify: UnixDatagram,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config` (written by the caller into `dir`) and waits for READY=1.
+    async fn start(dir: tempfile::TempDir, config: PathBuf, port: u16) -> Self {
+        let socket = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
+        let child = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn steelcutd");
+        let mut d = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            config,
+            notify,
+        };
+        let ready = d.next_message().await;
+        assert!(
+            ready.starts_with("READY=1"),
+            "first notification: {ready:?}"
+        );
+        d
+    }
+
+    async fn sqlite(auth_extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let db = format!("sqlite://{}", dir.path().join("steelcut.db").display());
+        let config = write_config(dir.path(), &db, &format!("127.0.0.1:{port}"), auth_extra);
+        Self::start(dir, config, port).await
+    }
+
+    /// The next datagram sent to the notify socket (fails after 10 s).
+    async fn next_message(&mut self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.notify.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no notification within 10 s; stderr: {}",
+                    self.stderr_so_far()
+                )
+            })
+            .expect("recv");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn stderr_so_far(&mut self) -> String {
+        let _ = self.child.kill();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for the process to exit; returns its code and stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let status = self.child.wait().expect("wait");
+        (status.code(), err)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn metric(url: &str, line_prefix: &str) -> f64 {
+    let text = reqwest::get(url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn the_daemon_notifies_ready_reloading_and_stopping_and_exits_zero() {
+    // 1. READY=1 arrives once the listener answers.
+    let mut d = Daemon::sqlite("").await;
+    let resp = reqwest::get(d.url("/readyz")).await.expect("readyz");
+    assert_eq!(resp.status(), 200);
+    // 2. SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
+    d.signal("HUP");
+    let reloading = d.next_message().await;
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    let usec: u64 = reloading
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("MONOTONIC_USEC value");
+    assert!(usec > 0);
+    let ready = d.next_message().await;
+    assert!(ready.starts_with("READY=1"), "{ready:?}");
+    assert!(
+        ready.contains("STATUS=serving (configuration reloaded)"),
+        "{ready:?}"
+    );
+    // 3. SIGTERM: STOPPING=1, then exit code 0.
+    d.signal("TERM");
+    assert_eq!(d.next_message().await, "STOPPING=1");
+    let (code, _) = d.wait();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn an_invalid_file_on_sighup_keeps_the_running_configuration() {
+    // 1. A running daemon with a client that can get tokens.
+    let mut d = Daemon::sqlite("").await;
+    let out = steelcutd(&[
+        "client",
+        "add",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--name",
+        "n",
+        "--resource",
+        "api_v0.0.1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 2. The file is broken, then SIGHUP.
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, good.replace("[server]", "[server]\nlissten = 1")).unwrap();
+    d.signal("HUP");
+    assert!(d.next_message().await.starts_with("RELOADING=1"));
+    let status = d.next_message().await;
+    assert!(
+        status.starts_with("READY=1\nSTATUS=reload failed"),
+        "{status:?}"
+    );
+    assert!(
+        status.contains("lissten") || status.contains("problem"),
+        "{status:?}"
+    );
+    // 3. The old configuration still serves, and the failure is counted.
+    let resp = reqwest::Client::new()
+        .post(d.url("/token"))
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        metric(&d.url("/metrics"), "steelcut_reload_failures_total").await,
+        1.0
+    );
+    // 4. The log names the key and the file.
+    d.signal("TERM");
+    let (code, err) = d.wait();
+    assert_eq!(code, Some(0));
+    assert!(err.contains("lissten"), "{err}");
+    assert!(err.contains("steelcut.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn sighup_applies_a_new_token_lifetime_and_a_new_signing_key() {
+    let mut d = Daemon::sqlite("token_lifetime_secs = 600").await;
+    let config = d.config.to_str().unwrap().to_owned();
+    let out = steelcutd(&[
+        "client",
+        "add",
+        "--config",
+        &config,
+        "--name",
+        "n",
+        "--resource",
+        "api_v0.0.1",
+    ]);
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = |d: &Daemon| {
+        let req = reqwest::Client::new()
+            .post(d.url("/token"))
+            .basic_auth(
+                client["client_id"].as_str().unwrap(),
+                client["client_secret"].as_str(),
+            )
+            .form(&[("grant_type", "client_credentials")]);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(token(&d).await["expires_in"], 600);
+    // 1. A new key and a new lifetime, then SIGHUP.
+    let out = steelcutd(&["keys", "generate", "--config", &config]);
+    assert!(out.status.success());
+    let new_kid = stdout(&out).trim().to_owned();
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        text.replace("token_lifetime_secs = 600", "token_lifetime_secs = 900"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(d.next_message().await.starts_with("RELOADING=1"));
+    assert!(d.next_message().await.contains("configuration reloaded"));
+    // 2. Tokens now last 900 s and are signed by the new key, which the JWKS publishes.
+    let body = token(&d).await;
+    assert_eq!(body["expires_in"], 900);
+    let header = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
+    let jwks: serde_json::Value = reqwest::get(d.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().map(|k| k.len()), Some(2));
+    assert_eq!(
+        metric(&d.url("/metrics"), "steelcut_reloads_total").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
+    let mut d = Daemon::sqlite("").await;
+    let port: u16 = d.base.rsplit(':').next().unwrap().parse().unwrap();
+    // 1. A request whose body is still arriving.
+    let body = "grant_type=client_credentials";
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 2. SIGTERM while it is in flight.
+    d.signal("TERM");
+    assert_eq!(d.next_message().await, "STOPPING=1");
+    // 3. New connections are refused, the slow one still gets its answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    conn.write_all(body[10..].as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("invalid_client"), "{answer}");
+    // 4. Then the process exits 0.
+    let (code, _) = d.wait();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn tls_serves_http2_and_http1_with_a_generated_certificate() {
+    // 1. A self-signed certificate for 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let db = format!("sqlite://{}", dir.path().join("steelcut.db").display());
+    let config = write_config(dir.path(), &db, &format!("127.0.0.1:{port}"), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "shutdown_grace_secs = 5",
+        &format!(
+            "shutdown_grace_secs = 5\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+            dir.path().join("cert.pem").display(),
+            dir.path().join("key.pem").display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start(dir, config, port).await;
+    // 2. HTTPS with HTTP/2 over ALPN, and HTTP/1.1 when that is all the client speaks.
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let url = format!("https://127.0.0.1:{port}/.well-known/jwks.json");
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(root.clone())
+        .build()
+        .unwrap();
+    let resp = h2.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = h1.get(&url).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    // 3. Plain HTTP on the TLS port does not get an answer.
+    assert!(reqwest::get(d.url("/livez")).await.is_err());
+}
+
+#[tokio::test]
+async fn metrics_move_as_requests_are_made() {
+    let app = spawn_app().await;
+    let client = app.add_client(&["api_v0.0.1"], &[]).await;
+    let issued = "steelcut_token_requests_total{outcome=\"issued\"}";
+    let refused = "steelcut_token_requests_total{outcome=\"invalid_client\"}";
+    let before = metric(&app.url("/metrics"), issued).await;
+    // 1. One token issued, one refused, one resource read.
+    let token = app.access_token(&client, "api_v0.0.1").await;
+    let bad = TestClient {
+        id: client.id.clone(),
+        secret: "wrong".into(),
+    };
+    assert_eq!(
+        app.token_basic(&bad, &[("grant_type", "client_credentials")])
+            .await
+            .status(),
+        401
+    );
+    let resp = app
+        .http
+        .get(app.url("/api_v0.0.1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // 2. The counters moved by exactly that.
+    assert_eq!(metric(&app.url("/metrics"), issued).await, before + 1.0);
+    assert_eq!(metric(&app.url("/metrics"), refused).await, 1.0);
+    assert_eq!(
+        metric(
+            &app.url("/metrics"),
+            "steelcut_resource_requests_total{route=\"/api_v0.0.1\",status=\"200\"}"
+        )
+        .await,
+        1.0
+    );
+    assert!(
+        metric(
+            &app.url("/metrics"),
+            "steelcut_client_authentication_seconds_count"
+        )
+        .await
+            >= 2.0
+    );
+    let resp = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+}
