@@ -129,6 +129,9 @@ impl AppState {
             (Some(t), Some(_)) => Some(crate::http::tls::load(t)?),
             _ => None,
         };
+        if let (Some(resource), Some(rc)) = (&self.resource, &new.resource) {
+            resource.reload(rc).await.map_err(|e| e.to_string())?;
+        }
         if let Some(auth) = &self.auth {
             auth.reload_keys().map_err(|e| e.to_string())?;
         }

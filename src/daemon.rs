@@ -30,7 +30,10 @@ fn filter(level: &str) -> EnvFilter {
 pub fn init_logging(config: &Config) -> Option<LogHandle> {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
     let (filter_layer, handle) = reload::Layer::new(filter(&level));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never in files or the journal.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = match config.log.format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {

@@ -274,29 +274,3 @@ async fn a_configuration_reload_with_a_broken_file_changes_nothing() {
     let took = served_within(&r, V2, written).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
-
-#[tokio::test]
-async fn zz_scratch_threads() {
-    let names = || {
-        let mut v: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .map(|e| {
-                std::fs::read_to_string(e.unwrap().path().join("comm"))
-                    .unwrap()
-                    .trim()
-                    .to_owned()
-            })
-            .collect();
-        v.sort();
-        v.join(",")
-    };
-    let _warm = spawn_app().await;
-    let before = names();
-    for _ in 0..20 {
-        let mut app = spawn_app().await;
-        app.stop().await;
-        drop(app);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    panic!("threads before {before}\n after {}", names());
-}

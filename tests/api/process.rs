@@ -297,7 +297,7 @@ async fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
     // 3. New connections are refused, the slow one still gets its answer.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    conn.write_all(body[10..].as_bytes()).unwrap();
+    conn.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -402,4 +402,82 @@ async fn metrics_move_as_requests_are_made() {
         .to_str()
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
+}
+
+#[tokio::test]
+async fn sighup_with_a_new_route_serves_it_without_restart() {
+    let mut d = Daemon::sqlite("").await;
+    let config = d.config.to_str().unwrap().to_owned();
+    let out = steelcutd(&[
+        "client",
+        "add",
+        "--config",
+        &config,
+        "--name",
+        "n",
+        "--resource",
+        "reports",
+    ]);
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(d.url("/token"))
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let get = |url: String| {
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get(d.url("/reports")).await.status(), 404);
+    // 1. A new route and its document, then SIGHUP.
+    let doc = d.dir.path().join("reports.json");
+    std::fs::write(&doc, r#"{"report": 1}"#).unwrap();
+    let mut text = std::fs::read_to_string(&d.config).unwrap();
+    text.push_str(&format!(
+        "\n[[resource.routes]]\npath = \"/reports\"\nfile = \"{}\"\n",
+        doc.display()
+    ));
+    std::fs::write(&d.config, text).unwrap();
+    d.signal("HUP");
+    assert!(d.next_message().await.starts_with("RELOADING=1"));
+    assert!(d.next_message().await.contains("configuration reloaded"));
+    // 2. The new route serves its document; the old one still works.
+    let resp = get(d.url("/reports")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"report": 1}"#);
+    assert_eq!(
+        get(d.url("/api_v0.0.1")).await.status(),
+        401,
+        "token for another audience"
+    );
+    // 3. And the new document is hot-reloaded like the others.
+    std::fs::write(&doc, r#"{"report": 2}"#).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let body = get(d.url("/reports")).await.text().await.unwrap();
+        if body == r#"{"report": 2}"# {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "change not served: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -238,6 +238,16 @@ async fn client_secret_post_failures_get_invalid_client_without_a_basic_challeng
         // RFC 6749 section 5.2: the challenge answers an Authorization header, which was absent.
         assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
     }
+    // A client_id without a client_secret: there are no public clients here.
+    let resp = app
+        .http
+        .post(app.url("/token"))
+        .form(&[CC, ("client_id", &client.id)])
+        .send()
+        .await
+        .unwrap();
+    let headers = assert_error(resp, 401, "invalid_client").await;
+    assert!(headers.get("www-authenticate").is_none(), "{headers:?}");
 }
 
 #[tokio::test]
