@@ -195,14 +195,28 @@ SPORT=$(free_port)
 SCFG=$(config startup "sqlite://$WORK/startup/steelcut.db" "$SPORT" 300)
 "$BIN" keys generate --config "$SCFG" >/dev/null 2>&1
 "$BIN" migrate --config "$SCFG" >/dev/null
-T0=$(date +%s%N)
-"$BIN" serve --config "$SCFG" 2>>"$WORK/daemon.log" &
-SPID=$!
-PIDS+=("$SPID")
-until curl -fsS -o /dev/null "http://127.0.0.1:$SPORT/readyz" 2>/dev/null; do sleep 0.005; done
-T1=$(date +%s%N)
-STARTUP_MS=$(( (T1 - T0) / 1000000 ))
-kill "$SPID"
+# From exec to the first 200 on /readyz, polled every 2 ms; median of 5 starts.
+STARTUP_MS=$(python3 - "$BIN" "$SCFG" "$SPORT" <<'PY'
+import http.client, subprocess, sys, time
+binary, config, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = []
+for _ in range(5):
+    t0 = time.monotonic()
+    p = subprocess.Popen([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.002)
+    runs.append((time.monotonic() - t0) * 1000)
+    p.terminate(); p.wait()
+print(f"{sorted(runs)[2]:.0f}")
+PY
+)
 
 for BACKEND in sqlite postgres; do
     PORT=$(free_port)
@@ -218,6 +232,10 @@ for BACKEND in sqlite postgres; do
     add_clients "$CFG" 4 "$WORK/clients.$BACKEND"
     start_daemon "$CFG" "$PORT"
     LUA=$(token_lua "$WORK/clients.$BACKEND")
+    # Warm: machine clients come back again and again; each has been seen once before.
+    while read -r cred; do
+        curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
+    done <"$WORK/clients.$BACKEND"
 
     echo "== (a) warm issuance, $BACKEND" >&2
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
@@ -244,6 +262,9 @@ for BACKEND in sqlite postgres; do
     row "b cold issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
 
     if [ "$BACKEND" = postgres ]; then
+        # A token from this daemon (its issuer is its own address).
+        TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
         echo "== (e) mixed: cold flood + /livez and resource latency, $BACKEND" >&2
         wrk -t1 -c"$CONNS" -d"$((DURATION + 2))"s --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT/token" >/dev/null 2>&1 &
         FLOOD=$!
