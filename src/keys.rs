@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256, Sha512};
 
 /// What can go wrong with key files.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,9 @@ pub struct SigningEntry {
     /// Milliseconds since the epoch when the key was generated.
     pub created_ms: i64,
     pub path: PathBuf,
-    key: SigningKey,
+    /// The key expanded once (RFC 8032 section 5.1.5 steps 1-3), so signing skips that hash.
+    expanded: ExpandedSecretKey,
+    verifying: VerifyingKey,
     /// `base64url(header)` followed by '.', ready to be prefixed to a payload.
     header_prefix: String,
 }
@@ -91,17 +94,20 @@ impl SigningEntry {
         // RFC 9068 section 2.1: access tokens carry `typ: at+jwt`.
         let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid});
         let header_prefix = format!("{}.", B64.encode(header.to_string()));
+        let expanded = ExpandedSecretKey::from(&key.to_bytes());
+        let verifying = key.verifying_key();
         Self {
             kid,
             created_ms,
             path,
-            key,
+            expanded,
+            verifying,
             header_prefix,
         }
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.key.verifying_key()
+        self.verifying
     }
 
     /// A compact JWS over `claims` (already JSON), signed with this key.
@@ -110,7 +116,9 @@ impl SigningEntry {
             String::with_capacity(self.header_prefix.len() + claims_json.len() * 4 / 3 + 90);
         out.push_str(&self.header_prefix);
         B64.encode_string(claims_json, &mut out);
-        let signature = self.key.sign(out.as_bytes());
+        // The expanded key and its public key belong to the same signing key (both derived
+        // in `new`), which is what raw_sign requires to be safe.
+        let signature = raw_sign::<Sha512>(&self.expanded, out.as_bytes(), &self.verifying);
         out.push('.');
         B64.encode_string(signature.to_bytes(), &mut out);
         out

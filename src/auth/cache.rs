@@ -10,17 +10,18 @@
 //!
 //! Freshness: every client change made by the CLI bumps `store_state.generation` in the same
 //! transaction. A background task polls that counter every [`POLL_INTERVAL`]; a change empties
-//! the cache. Entries are trusted only while the last successful poll is younger than
-//! [`MAX_STALENESS`], so a rotated secret, a disabled or removed client stops working within a
-//! second on every node sharing the database, and a node that cannot reach its database stops
-//! answering from the cache (it answers 503 like an uncached request would).
+//! the cache. Entries are trusted only while the last successful poll *started* less than
+//! [`MAX_STALENESS`] ago (a read that was slow to answer may predate a change, so its age counts
+//! from when it was sent), so a rotated secret, a disabled or removed client stops working
+//! within a second on every node sharing the database, and a node that cannot reach its
+//! database stops answering from the cache (it answers 503 like an uncached request would).
 //!
 //! A wrong secret never enters the cache (only verified ones do), and a wrong secret for a cached
 //! client takes the full path (database + argon2), so it is never faster than a right one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -48,8 +49,10 @@ pub struct CredentialCache {
     capacity: usize,
     entries: RwLock<HashMap<String, Entry>>,
     generation: AtomicI64,
-    /// When the change counter was last read successfully.
-    confirmed: Mutex<Option<Instant>>,
+    /// When the last successful read of the change counter was sent, in nanoseconds after
+    /// `epoch` plus one (0: never). An atomic, not a lock: every cached request reads it.
+    confirmed: AtomicU64,
+    epoch: Instant,
 }
 
 impl CredentialCache {
@@ -62,7 +65,11 @@ impl CredentialCache {
             capacity,
             entries: RwLock::new(HashMap::new()),
             generation: AtomicI64::new(i64::MIN),
-            confirmed: Mutex::new(None),
+            confirmed: AtomicU64::new(0),
+            // Early enough that a read sent before this cache existed counts as stale.
+            epoch: Instant::now()
+                .checked_sub(MAX_STALENESS)
+                .unwrap_or_else(Instant::now),
         }
     }
 
@@ -85,11 +92,12 @@ impl CredentialCache {
     }
 
     fn fresh(&self) -> bool {
-        let confirmed = match self.confirmed.lock() {
-            Ok(c) => *c,
-            Err(p) => *p.into_inner(),
-        };
-        confirmed.is_some_and(|t| t.elapsed() < MAX_STALENESS)
+        let confirmed = self.confirmed.load(Ordering::Acquire);
+        if confirmed == 0 {
+            return false;
+        }
+        let confirmed_at = self.epoch + Duration::from_nanos(confirmed - 1);
+        confirmed_at.elapsed() < MAX_STALENESS
     }
 
     /// The client, if this exact secret was verified for it recently and nothing changed since.
@@ -106,12 +114,18 @@ impl CredentialCache {
     /// Remembers a successful verification. `generation` is the counter value read before the
     /// client row was loaded: if the table changed since, the entry is not stored.
     pub fn insert(&self, client: Arc<Client>, digest: [u8; 32], generation: i64) {
-        if !self.enabled() || self.generation.load(Ordering::Acquire) != generation {
+        if !self.enabled() {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
+        // Compared under the lock that `observe` holds while it swaps the counter and empties
+        // the map: checked before taking it, a change observed in between would be emptied
+        // first and this stale entry written after, to outlive the change.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         let now = Instant::now();
         if entries.len() >= self.capacity && !entries.contains_key(&client.client_id) {
             entries.retain(|_, e| e.expires > now);
@@ -141,17 +155,21 @@ impl CredentialCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Records a fresh read of the change counter; a new value empties the cache.
-    pub fn observe(&self, generation: i64) {
-        let old = self.generation.swap(generation, Ordering::AcqRel);
-        if old != generation {
-            if let Ok(mut e) = self.entries.write() {
-                e.clear();
-            }
+    /// Records a read of the change counter that was sent at `sent`; a new value empties the
+    /// cache. The entries are then trusted until `sent + MAX_STALENESS`: the value may be as
+    /// old as the moment the query left, however long the answer took.
+    pub fn observe(&self, generation: i64, sent: Instant) {
+        if self.generation.load(Ordering::Acquire) != generation {
+            let mut entries = match self.entries.write() {
+                Ok(e) => e,
+                Err(p) => p.into_inner(),
+            };
+            self.generation.store(generation, Ordering::Release);
+            entries.clear();
         }
-        if let Ok(mut c) = self.confirmed.lock() {
-            *c = Some(Instant::now());
-        }
+        let nanos = sent.saturating_duration_since(self.epoch).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.confirmed.fetch_max(nanos, Ordering::AcqRel);
     }
 
     pub fn len(&self) -> usize {
@@ -174,8 +192,9 @@ impl CredentialCache {
             loop {
                 tick.tick().await;
                 let Some(cache) = weak.upgrade() else { break };
+                let sent = Instant::now();
                 match store.run(|s| s.generation()).await {
-                    Ok(g) => cache.observe(g),
+                    Ok(g) => cache.observe(g, sent),
                     Err(e) => {
                         // Unconfirmed entries age out by MAX_STALENESS; nothing else to do.
                         tracing::debug!(error = %e, "cannot read the client change counter");
@@ -207,20 +226,38 @@ mod tests {
     #[test]
     fn only_the_verified_secret_hits_and_a_change_empties_the_cache() {
         let cache = CredentialCache::new(Duration::from_secs(60), 10);
-        cache.observe(1);
+        cache.observe(1, Instant::now());
         let right = cache.digest("a", &SecretString::from("right"));
         let wrong = cache.digest("a", &SecretString::from("wrong"));
         cache.insert(client("a"), right, 1);
         assert!(cache.lookup("a", &right).is_some());
         assert!(cache.lookup("a", &wrong).is_none());
-        cache.observe(2);
+        cache.observe(2, Instant::now());
         assert!(cache.lookup("a", &right).is_none());
+    }
+
+    #[test]
+    fn a_counter_read_sent_too_long_ago_does_not_vouch_for_the_entries() {
+        let cache = CredentialCache::new(Duration::from_secs(60), 10);
+        let d = cache.digest("a", &SecretString::from("right"));
+        // Nothing confirmed yet: never answered from the cache.
+        cache.insert(client("a"), d, cache.generation());
+        assert!(cache.lookup("a", &d).is_none());
+        // A read that answered just now but was sent a second ago may predate a change.
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now);
+        cache.observe(7, long_ago);
+        cache.insert(client("a"), d, 7);
+        assert!(cache.lookup("a", &d).is_none());
+        cache.observe(7, Instant::now());
+        assert!(cache.lookup("a", &d).is_some());
     }
 
     #[test]
     fn an_insert_racing_a_change_is_dropped_and_size_stays_bounded() {
         let cache = CredentialCache::new(Duration::from_secs(60), 3);
-        cache.observe(5);
+        cache.observe(5, Instant::now());
         let d = cache.digest("x", &SecretString::from("s"));
         cache.insert(client("stale"), d, 4);
         assert!(cache.is_empty());

@@ -262,11 +262,7 @@ impl Verifier {
         let phc = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job {
-                secret,
-                phc,
-                reply,
-            })
+            .send(Job { secret, phc, reply })
             .await
             .map_err(|_| TokenError::Internal("hash workers stopped".into()))?;
         let ok = answer
@@ -305,14 +301,26 @@ mod tests {
 
     #[test]
     fn pooled_verification_reuses_memory_and_the_dummy_hash_never_matches() {
-        let small = Argon2Params { memory_kib: 1024, iterations: 1, parallelism: 1 };
-        let bigger = Argon2Params { memory_kib: 2048, iterations: 1, parallelism: 2 };
+        let small = Argon2Params {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let bigger = Argon2Params {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 2,
+        };
         let s = generate_secret();
         let mut memory = Vec::new();
         for p in [bigger, small, bigger] {
             let h = hash_secret(&s, p).unwrap_or_default();
             assert!(verify_with_memory(&s, &h, &mut memory));
-            assert!(!verify_with_memory(&SecretString::from("x"), &h, &mut memory));
+            assert!(!verify_with_memory(
+                &SecretString::from("x"),
+                &h,
+                &mut memory
+            ));
         }
         assert_eq!(memory.len(), 2048, "one buffer, grown to the largest cost");
         let dummy = dummy_hash(small);

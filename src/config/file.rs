@@ -132,6 +132,9 @@ pub struct RawResource {
     pub jwks_refresh_secs: Option<u64>,
     /// Minimum seconds between two fetches of a remote JWKS, whatever causes them (default 10).
     pub jwks_min_refetch_secs: Option<u64>,
+    /// Maximum number of validated tokens remembered, so that a repeated token costs a hash
+    /// lookup instead of a signature check (default 10000); 0 disables.
+    pub token_cache_size: Option<usize>,
     /// The protected documents.
     pub routes: Option<Vec<toml::Value>>,
 }

@@ -184,6 +184,8 @@ pub struct ResourceConfig {
     pub key_source: KeySource,
     pub jwks_refresh: Duration,
     pub jwks_min_refetch: Duration,
+    /// Validated tokens kept in memory (0: none).
+    pub token_cache_size: usize,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -242,6 +244,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("resource", "jwks_url", Kind::Str),
     ("resource", "jwks_refresh_secs", Kind::Int),
     ("resource", "jwks_min_refetch_secs", Kind::Int),
+    ("resource", "token_cache_size", Kind::Int),
 ];
 
 /// The environment variable that overrides `section.key`.
@@ -1099,6 +1102,7 @@ fn validate_resource(
         key_source: key_source?,
         jwks_refresh: Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(300).max(1)),
         jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_secs.unwrap_or(10)),
+        token_cache_size: raw.token_cache_size.unwrap_or(10_000),
         routes,
     })
 }

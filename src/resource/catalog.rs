@@ -61,7 +61,11 @@ pub struct Route {
     pub file: PathBuf,
     pub audience: Resource,
     pub scope: Option<Scope>,
-    /// Token checks for this route, built once (issuer, audience, leeway).
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway: u64,
+    /// The signature check, built once (see [`super::bearer::validation`]).
     pub validation: jsonwebtoken::Validation,
     document: RwLock<Arc<Document>>,
 }
@@ -121,11 +125,9 @@ impl Catalog {
             file,
             audience: rc.audience.clone(),
             scope: rc.scope.clone(),
-            validation: super::bearer::validation(
-                &config.issuer,
-                config.leeway,
-                rc.audience.as_str(),
-            ),
+            issuer: config.issuer.clone(),
+            leeway: config.leeway.as_secs(),
+            validation: super::bearer::validation(),
             document: RwLock::new(Arc::new(document)),
         })
     }

@@ -12,6 +12,10 @@
 //!   retries every `jwks_min_refetch`; it never stops validating with the keys it already has
 //!   because the auth server is down.
 //!
+//! [`KeyStore::version`] changes whenever the keys in force change (a key added, removed or
+//! replaced under the same kid), which is how the token cache knows to forget every token it
+//! verified with the old set.
+//!
 //! A token with an unknown `kid` triggers a reload at once, but reloads of any cause are at
 //! most one per `jwks_min_refetch`, and concurrent callers share one in-flight reload, so a
 //! flood of made-up kids cannot make the node hammer the auth server.
@@ -89,6 +93,9 @@ impl Disk {
 /// The decoding keys in force.
 struct Current {
     keys: Arc<HashMap<String, DecodingKey>>,
+    /// The public keys they were built from, to tell a real change from a reload that found
+    /// the same keys.
+    public: PublicKeys,
     /// For [`Loader::Shared`]: the key set these were built from.
     built_from: Option<Arc<KeySet>>,
 }
@@ -102,6 +109,8 @@ pub struct KeyStore {
     gate: tokio::sync::Mutex<Option<Instant>>,
     /// Bumped by every successful reload.
     generation: AtomicU64,
+    /// Bumped when the keys in force change (see [`KeyStore::version`]).
+    changes: AtomicU64,
     /// Every load attempt of the source, the first one included.
     loads: AtomicU64,
     min_refetch: Duration,
@@ -148,10 +157,12 @@ impl KeyStore {
             loader,
             current: RwLock::new(Current {
                 keys: Arc::new(HashMap::new()),
+                public: HashMap::new(),
                 built_from: None,
             }),
             gate: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             min_refetch,
         };
@@ -221,39 +232,60 @@ impl KeyStore {
     }
 
     fn install(&self, keys: &PublicKeys) {
-        let built = decoding_keys(keys);
-        match self.current.write() {
-            Ok(mut c) => c.keys = built,
-            Err(poisoned) => poisoned.into_inner().keys = built,
+        {
+            let mut current = match self.current.write() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            self.replace(&mut current, keys);
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Puts `keys` in force, counting a change if they differ from the keys in force. The
+    /// counter moves under the write lock, after the swap: whoever reads the new version and
+    /// then looks a key up sees the new keys.
+    fn replace(&self, current: &mut Current, keys: &PublicKeys) {
+        if current.public != *keys {
+            current.keys = decoding_keys(keys);
+            current.public = keys.clone();
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// For the auth role's key set: rebuilds the decoding keys if that set was replaced (by a
+    /// reload) since they were built.
+    fn sync_shared(&self) {
+        let Loader::Shared(shared) = &self.loader else {
+            return;
+        };
+        let set = read_shared(shared);
+        let built_from = |c: &Current| c.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &set));
+        if matches!(self.current.read(), Ok(c) if built_from(&c)) {
+            return;
+        }
+        let public = set.public_keys();
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Another request may have rebuilt them while this one waited for the lock.
+        if !built_from(&current) {
+            self.replace(&mut current, &public);
+            current.built_from = Some(set);
+        }
+    }
+
+    /// A number that changes whenever the keys in force change, and only then (a reload that
+    /// finds the same keys leaves it alone). Never decreases.
+    pub fn version(&self) -> u64 {
+        self.sync_shared();
+        self.changes.load(Ordering::Acquire)
+    }
+
     /// The key for `kid` among the keys in force, without reloading.
     fn lookup(&self, kid: &str) -> Option<DecodingKey> {
-        if let Loader::Shared(shared) = &self.loader {
-            let set = read_shared(shared);
-            let fresh = match self.current.read() {
-                Ok(c) => c.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &set)),
-                Err(_) => false,
-            };
-            if !fresh {
-                let built = decoding_keys(&set.public_keys());
-                let key = built.get(kid).cloned();
-                match self.current.write() {
-                    Ok(mut c) => {
-                        c.keys = built;
-                        c.built_from = Some(set);
-                    }
-                    Err(poisoned) => {
-                        let mut c = poisoned.into_inner();
-                        c.keys = built;
-                        c.built_from = Some(set);
-                    }
-                }
-                return key;
-            }
-        }
+        self.sync_shared();
         self.snapshot().get(kid).cloned()
     }
 

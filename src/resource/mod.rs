@@ -3,6 +3,7 @@
 //! - [`catalog`]: the routes and the document each serves, swapped atomically on change.
 //! - [`watch`]: notify on the files' directories, so changes are served within a second.
 //! - [`bearer`]: `Authorization: Bearer` parsing and JWT access token validation.
+//! - [`cache`]: validated tokens, so a repeated token skips the signature check.
 //! - [`keys`]: where verification keys come from and how they are kept current.
 //! - [`error`]: refusals and the one function that turns them into RFC 6750 responses.
 //!
@@ -11,6 +12,7 @@
 //! client learn anything about the document, including whether its `If-None-Match` matched.
 
 pub mod bearer;
+pub mod cache;
 pub mod catalog;
 pub mod error;
 pub mod keys;
@@ -23,6 +25,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use crate::config::ResourceConfig;
 use crate::http::response::{self, Body};
 use crate::keys::KeySet;
+use cache::TokenCache;
 use catalog::Catalog;
 pub use error::{BearerError, ResourceError};
 use keys::KeyStore;
@@ -53,6 +56,8 @@ pub struct ResourceState {
     /// Replaced as a whole when the configuration is reloaded.
     catalog: RwLock<Arc<Catalog>>,
     keys: Arc<KeyStore>,
+    /// Tokens verified recently (see [`cache`]).
+    tokens: TokenCache,
     /// Watches the files of the catalog in force (and the key files).
     watch: Mutex<watch::Watch>,
     _refresh: Option<TaskGuard>,
@@ -118,6 +123,7 @@ impl ResourceState {
             realm: config.realm.clone(),
             catalog: RwLock::new(catalog),
             keys,
+            tokens: TokenCache::new(config.token_cache_size),
             watch: Mutex::new(watch),
             _refresh: refresh,
         })
@@ -142,6 +148,9 @@ impl ResourceState {
             Ok(mut w) => *w = watch,
             Err(poisoned) => *poisoned.into_inner() = watch,
         }
+        // Cached claims are checked against the new routes on every request; only the bound
+        // changes here.
+        self.tokens.set_capacity(config.token_cache_size);
         for path in config.routes.iter().map(|r| r.path.as_str()) {
             tracing::info!(route = path, "serving route");
         }
@@ -166,6 +175,16 @@ impl ResourceState {
         self.keys.loads()
     }
 
+    /// How many requests found their token in the token cache (their route checks still ran).
+    pub fn token_cache_hits(&self) -> u64 {
+        self.tokens.hits()
+    }
+
+    /// How many validated tokens the token cache holds.
+    pub fn token_cache_len(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Answers a request for one of the routes, or `None` when the path is not a route.
     pub async fn handle<B>(&self, req: Request<B>) -> Option<Outcome> {
         let catalog = self.catalog();
@@ -177,7 +196,7 @@ impl ResourceState {
                 client_id: None,
             });
         }
-        let claims = match bearer::authorize(&self.keys, route, req.headers()).await {
+        let claims = match bearer::authorize(&self.keys, &self.tokens, route, req.headers()).await {
             Ok(claims) => claims,
             Err(refusal) => {
                 tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
@@ -200,7 +219,7 @@ impl ResourceState {
             response::with_header(response, header::CACHE_CONTROL, DOCUMENT_CACHE_CONTROL);
         Some(Outcome {
             response,
-            client_id: claims.client_id.or(claims.sub),
+            client_id: claims.client_id.clone().or_else(|| claims.sub.clone()),
         })
     }
 }

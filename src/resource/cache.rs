@@ -1,0 +1,213 @@
+//! The verified-token cache: a token whose signature checked out is remembered, so that a client
+//! presenting it again costs one SHA-256 and a hash-map lookup instead of a signature check.
+//!
+//! What is remembered, and what is not:
+//!
+//! - The key is the SHA-256 of the whole token, never the token itself: a memory dump does not
+//!   hand out usable bearer tokens, and two tokens differing in any byte (a signature included)
+//!   never share an entry.
+//! - The value is the validated claims ([`VerifiedClaims`]), *not* a verdict. The checks that
+//!   depend on the route or on the clock (`exp`/`nbf` with the leeway, `iss`, `aud`, the
+//!   route's scope) run on every request, cached or not, so a token admitted at route A is not
+//!   thereby admitted at route B.
+//! - An entry lives until the token's `exp` plus the leeway in force when it was stored.
+//! - Every entry belongs to the version of the key set it was verified with
+//!   ([`super::keys::KeyStore::version`]); when the keys change the whole cache is emptied, so a
+//!   removed key stops validating its tokens with the next request.
+//! - The size is bounded: when full, expired entries go first, then a batch of arbitrary ones
+//!   (the map's order, which follows the SHA-256 keys, so no client can choose what is evicted).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use super::bearer::VerifiedClaims;
+
+/// The cache key of a token.
+pub type TokenHash = [u8; 32];
+
+struct Entry {
+    claims: Arc<VerifiedClaims>,
+    /// Unix seconds after which the entry is not used: `exp` plus the leeway.
+    until: u64,
+}
+
+struct Inner {
+    /// The key set version every entry was verified with.
+    version: u64,
+    entries: HashMap<TokenHash, Entry>,
+}
+
+/// See the module documentation.
+pub struct TokenCache {
+    capacity: AtomicUsize,
+    inner: RwLock<Inner>,
+    hits: AtomicU64,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens; 0 disables it.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: AtomicUsize::new(capacity),
+            inner: RwLock::new(Inner {
+                version: 0,
+                entries: HashMap::new(),
+            }),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the bound (a configuration reload); a smaller one applies from the next insert.
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        if capacity == 0 {
+            self.write().entries.clear();
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.capacity.load(Ordering::Relaxed) > 0
+    }
+
+    /// The cache key of `token`.
+    pub fn hash(token: &str) -> TokenHash {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The claims of a token verified with key set `version` (the version in force now), unless
+    /// the entry has expired at `now` (Unix seconds).
+    pub fn get(&self, hash: &TokenHash, version: u64, now: u64) -> Option<Arc<VerifiedClaims>> {
+        {
+            let inner = match self.inner.read() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if inner.version == version {
+                let entry = inner.entries.get(hash).filter(|e| now <= e.until)?;
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(entry.claims.clone());
+            }
+        }
+        // The keys changed since these entries were verified: forget them all.
+        let mut inner = self.write();
+        if version > inner.version {
+            inner.version = version;
+            inner.entries.clear();
+        }
+        None
+    }
+
+    /// Remembers `claims` of the token with `hash`, verified with key set `version` (read
+    /// before the key was looked up), until `until` (Unix seconds).
+    pub fn insert(
+        &self,
+        hash: TokenHash,
+        claims: Arc<VerifiedClaims>,
+        version: u64,
+        until: u64,
+        now: u64,
+    ) {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if capacity == 0 || until < now {
+            return;
+        }
+        let mut inner = self.write();
+        if version < inner.version {
+            // Verified with keys that have since changed.
+            return;
+        }
+        if version > inner.version {
+            inner.version = version;
+            inner.entries.clear();
+        }
+        if inner.entries.len() >= capacity && !inner.entries.contains_key(&hash) {
+            inner.entries.retain(|_, e| now <= e.until);
+            if inner.entries.len() >= capacity {
+                // Evict a batch at once so that a full cache does not pay a scan per insert.
+                let excess = inner.entries.len() - (capacity - capacity / 16 - 1);
+                let evict: Vec<TokenHash> = inner.entries.keys().take(excess).copied().collect();
+                for key in &evict {
+                    inner.entries.remove(key);
+                }
+            }
+        }
+        inner.entries.insert(hash, Entry { claims, until });
+    }
+
+    /// How many requests were answered from the cache (the route checks still ran).
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// How many tokens are remembered now.
+    pub fn len(&self) -> usize {
+        match self.inner.read() {
+            Ok(g) => g.entries.len(),
+            Err(poisoned) => poisoned.into_inner().entries.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Arc<VerifiedClaims> {
+        Arc::new(VerifiedClaims {
+            kid: "k".into(),
+            iss: vec!["i".into()],
+            aud: vec!["a".into()],
+            exp: 100,
+            nbf: None,
+            scope: vec![],
+            client_id: None,
+            sub: None,
+        })
+    }
+
+    #[test]
+    fn an_entry_ends_with_its_token_and_with_its_key_set() {
+        let cache = TokenCache::new(10);
+        let h = TokenCache::hash("t");
+        cache.insert(h, claims(), 1, 130, 50);
+        assert!(cache.get(&h, 1, 130).is_some());
+        assert!(cache.get(&h, 1, 131).is_none());
+        // A newer key set empties the cache; an insert verified with the older one is dropped.
+        assert!(cache.get(&h, 2, 60).is_none());
+        assert!(cache.is_empty());
+        cache.insert(h, claims(), 1, 130, 60);
+        assert!(cache.is_empty());
+        assert_eq!(cache.hits(), 1);
+    }
+
+    #[test]
+    fn the_size_stays_bounded_and_zero_disables() {
+        let cache = TokenCache::new(3);
+        for i in 0..50 {
+            cache.insert(TokenCache::hash(&i.to_string()), claims(), 1, 130, 50);
+            assert!(cache.len() <= 3);
+        }
+        let big = TokenCache::new(1000);
+        for i in 0..5000 {
+            big.insert(TokenCache::hash(&i.to_string()), claims(), 1, 130, 50);
+        }
+        assert!((900..=1000).contains(&big.len()), "{}", big.len());
+        let off = TokenCache::new(0);
+        off.insert(TokenCache::hash("t"), claims(), 1, 130, 50);
+        assert!(off.is_empty() && !off.enabled());
+    }
+}
