@@ -66,14 +66,16 @@ fail() {
 
 ok() { printf '    ok: %s\n' "$*"; }
 
-# `check DESCRIPTION COMMAND...`: runs the command, fails the run naming DESCRIPTION if it
-# fails.
+# `check DESCRIPTION COMMAND...`: runs the command (its output indented), fails the run naming
+# DESCRIPTION if it fails.
 check() {
-    local what=$1
+    local what=$1 out
     shift
-    if "$@"; then
+    if out=$("$@" 2>&1); then
+        [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/        /'
         ok "$what"
     else
+        [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/        /'
         fail "$what (command: $*)"
     fi
 }
@@ -281,7 +283,7 @@ cd "$ROOT"
 step "tools"
 missing=()
 for tool in lintian:lintian debootstrap:debootstrap systemd-analyze:systemd jq:jq curl:curl \
-    ip:iproute2 dpkg-deb:dpkg unshare:util-linux; do
+    ip:iproute2 dpkg-deb:dpkg unshare:util-linux man:man-db pgrep:procps; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -334,25 +336,26 @@ done
 
 CONTENTS=$(dpkg-deb --contents "$DEB1")
 printf '%s\n' "$CONTENTS" | sed 's/^/    /'
-# `expect_entry MODE OWNER PATH`: the file is in the package with that mode and owner.
+# `expect_entry MODE OWNER PATH`: the file is in the package with that mode and owner (the
+# archive stores ids; tar shows names only when it has them).
 expect_entry() {
     local line
-    line=$(awk -v p="./$3" '$6 == p { print $1, $2 }' <<<"$CONTENTS")
+    line=$(awk -v p="./$3" '$6 == p { sub(/^root\/root$/, "0/0", $2); print $1, $2 }' <<<"$CONTENTS")
     [ -n "$line" ] || fail "$3 is not in the package"
     expect_eq "/$3" "$1 $2" "$line"
 }
-expect_entry -rwxr-xr-x root/root usr/bin/steelcutd
-expect_entry -rw-r----- root/root etc/steelcut.toml
-expect_entry -rw-r--r-- root/root usr/lib/systemd/system/steelcutd.service
-expect_entry -rw-r--r-- root/root usr/lib/sysusers.d/steelcutd.conf
-expect_entry -rw-r--r-- root/root usr/share/man/man8/steelcutd.8.gz
-expect_entry -rw-r--r-- root/root usr/share/steelcutd/protected_resource.json
+expect_entry -rwxr-xr-x 0/0 usr/bin/steelcutd
+expect_entry -rw-r----- 0/0 etc/steelcut.toml
+expect_entry -rw-r--r-- 0/0 usr/lib/systemd/system/steelcutd.service
+expect_entry -rw-r--r-- 0/0 usr/lib/sysusers.d/steelcutd.conf
+expect_entry -rw-r--r-- 0/0 usr/share/man/man8/steelcutd.8.gz
+expect_entry -rw-r--r-- 0/0 usr/share/steelcutd/protected_resource.json
 for f in copyright changelog.Debian.gz README.Debian examples/auth-only.toml \
     examples/resource-only.toml examples/both.toml examples/postgresql.toml \
     examples/ip-restrict.conf; do
-    expect_entry -rw-r--r-- root/root "usr/share/doc/steelcutd/$f"
+    expect_entry -rw-r--r-- 0/0 "usr/share/doc/steelcutd/$f"
 done
-expect_entry -rw-r--r-- root/root usr/share/lintian/overrides/steelcutd
+expect_entry -rw-r--r-- 0/0 usr/share/lintian/overrides/steelcutd
 
 CTRL=$(mktemp -d)
 dpkg-deb --control "$DEB1" "$CTRL"
@@ -378,10 +381,16 @@ step "lintian"
 # Fails on errors and on warnings that are not overridden (packaging/lintian-overrides);
 # info tags are shown, not fatal. (--show-overrides would make overridden tags count too.)
 # Lintian advises against running as root and needs nothing root can do.
+# A world-readable copy, since the checkout may sit where nobody cannot look.
+LINT_DIR=$(mktemp -d)
+chmod 755 "$LINT_DIR"
+install -m 644 "$DEB1" "$LINT_DIR/"
 LINTIAN=(lintian)
 id nobody >/dev/null 2>&1 && LINTIAN=(runuser -u nobody -- lintian)
-(cd / && "${LINTIAN[@]}" --fail-on error,warning --display-info --pedantic "$DEB1") 2>&1 |
-    sed 's/^/    /' || fail "lintian reported errors or warnings (above)"
+(cd / && "${LINTIAN[@]}" --fail-on error,warning --display-info --pedantic \
+    "$LINT_DIR/$(basename "$DEB1")") 2>&1 | sed 's/^/    /' ||
+    { rm -rf "$LINT_DIR"; fail "lintian reported errors or warnings (above)"; }
+rm -rf "$LINT_DIR"
 OVERRIDES=$(grep -c '^steelcutd: ' packaging/lintian-overrides)
 ok "overridden with a reason in packaging/lintian-overrides: $OVERRIDES tag(s)"
 ok "lintian: no error, no unexplained warning"
@@ -434,6 +443,8 @@ cp -a "$PRISTINE" "$CHROOT"
 rm -f "$CHROOT/.pristine-recipe"
 mount -t proc proc "$CHROOT/proc"
 mount --bind /dev "$CHROOT/dev"
+# Private, so that nothing mounted or unmounted below it can reach the host's /dev.
+mount --make-private "$CHROOT/dev"
 mkdir -p "$APT_CACHE/partial"
 mount --bind "$APT_CACHE" "$CHROOT/var/cache/apt/archives"
 cp /etc/resolv.conf "$CHROOT/etc/resolv.conf" 2>/dev/null || true
@@ -449,7 +460,7 @@ step "install"
 in_chroot env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 # apt resolves Depends from the mirror, so a dependency Debian 12 cannot satisfy fails here.
 in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "/root/debs/$(basename "$DEB1")" | sed 's/^/    /'
+    -o Dpkg::Use-Pty=0 "/root/debs/$(basename "$DEB1")" 2>&1 | sed 's/^/    /'
 expect_eq "installed version" "${VERSION}-1" "$(pkg_field Version)"
 expect_eq "package state" "install ok installed" "$(pkg_field Status)"
 
@@ -460,7 +471,7 @@ check_installed_state() {
     expect_eq "steelcut's home" /var/lib/steelcut "$(cut -d: -f6 <<<"$pw")"
     check "steelcut is a system user (uid $(cut -d: -f3 <<<"$pw") < 1000)" \
         test "$(cut -d: -f3 <<<"$pw")" -lt 1000
-    check "group steelcut exists" in_chroot getent group steelcut
+    check "group steelcut exists" sh -c "chroot '$CHROOT' getent group steelcut >/dev/null"
     expect_eq "/etc/steelcut.toml" "root:steelcut 640" \
         "$(in_chroot stat -c '%U:%G %a' /etc/steelcut.toml)"
     expect_eq "/etc/steelcut/keys" "steelcut:steelcut 700" \
@@ -502,24 +513,35 @@ check "the daemon created its SQLite database as steelcut" \
 
 # ---------------------------------------------------------------------------------------------
 step "upgrade over an edited conffile (--force-confold)"
+# Revision 2 ships a different default /etc/steelcut.toml, so dpkg really has two versions of
+# the conffile to choose from (an unchanged default would be kept whatever the options).
+UNPACKED="$WORK/deb2-unpacked"
+rm -rf "$UNPACKED"
+dpkg-deb --raw-extract "$DEB2" "$UNPACKED"
+printf '# default changed in revision 2\n' >>"$UNPACKED/etc/steelcut.toml"
+dpkg-deb --root-owner-group -Zgzip -z1 --build "$UNPACKED" "$CHROOT/root/debs/steelcutd-2-newconf.deb" >/dev/null
+rm -rf "$UNPACKED"
 in_chroot sed -i 's/^level = .*/level = "debug"/' /etc/steelcut.toml
 printf '# edited by test-deb.sh\n' >>"$CHROOT/etc/steelcut.toml"
 EDITED=$(sha256sum <"$CHROOT/etc/steelcut.toml")
 KEYS_BEFORE=$(ls "$CHROOT/etc/steelcut/keys")
 in_chroot env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold \
-    "/root/debs/$(basename "$DEB2")" | sed 's/^/    /'
+    /root/debs/steelcutd-2-newconf.deb 2>&1 | sed 's/^/    /'
 expect_eq "upgraded version" "${VERSION}-2" "$(pkg_field Version)"
 expect_eq "the edited /etc/steelcut.toml survived" "$EDITED" "$(sha256sum <"$CHROOT/etc/steelcut.toml")"
 check "the edit is still there" grep -q '^# edited by test-deb.sh$' "$CHROOT/etc/steelcut.toml"
+check "the new default was set aside as /etc/steelcut.toml.dpkg-dist" \
+    grep -q '^# default changed in revision 2$' "$CHROOT/etc/steelcut.toml.dpkg-dist"
 expect_eq "signing keys kept" "$KEYS_BEFORE" "$(ls "$CHROOT/etc/steelcut/keys")"
 check "the database kept" test -f "$CHROOT/var/lib/steelcut/steelcut.db"
 check_installed_state
 
 # ---------------------------------------------------------------------------------------------
 step "purge"
-in_chroot dpkg --purge steelcutd | sed 's/^/    /'
+in_chroot dpkg --purge steelcutd 2>&1 | sed 's/^/    /'
 check "package gone" sh -c "! chroot '$CHROOT' dpkg-query -W -f='\${Status}' steelcutd 2>/dev/null | grep -q installed"
-for gone in /etc/steelcut.toml /etc/steelcut /var/lib/steelcut /usr/bin/steelcutd \
+for gone in /etc/steelcut.toml /etc/steelcut.toml.dpkg-dist /etc/steelcut /var/lib/steelcut \
+    /usr/bin/steelcutd \
     /etc/systemd/system/multi-user.target.wants/steelcutd.service; do
     check "$gone removed" test ! -e "$CHROOT$gone" -a ! -L "$CHROOT$gone"
 done
@@ -528,7 +550,8 @@ check "statoverride for /etc/steelcut.toml removed" \
 
 # ---------------------------------------------------------------------------------------------
 step "reinstall after purge"
-in_chroot env DEBIAN_FRONTEND=noninteractive dpkg -i "/root/debs/$(basename "$DEB1")" | sed 's/^/    /'
+in_chroot env DEBIAN_FRONTEND=noninteractive dpkg -i "/root/debs/$(basename "$DEB1")" 2>&1 |
+    sed 's/^/    /'
 expect_eq "reinstalled version" "${VERSION}-1" "$(pkg_field Version)"
 check_installed_state
 check "the default config is back" cmp -s "$CHROOT/etc/steelcut.toml" config/steelcut.toml

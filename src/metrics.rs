@@ -5,7 +5,7 @@
 //! route paths, HTTP status codes), never from what a client sends, so an attacker cannot grow
 //! the series count (no raw client ids from failed requests).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -77,7 +77,7 @@ pub struct Metrics {
     pub client_auth_seconds: Histogram,
     pub token_issue_seconds: Histogram,
     /// (configured route path, status) -> count. Paths come from the config only.
-    resource_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    resource_requests: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub jwks_fetches: AtomicU64,
@@ -89,7 +89,7 @@ impl Default for Metrics {
             token_requests: TOKEN_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             client_auth_seconds: Histogram::default(),
             token_issue_seconds: Histogram::default(),
-            resource_requests: Mutex::new(BTreeMap::new()),
+            resource_requests: Mutex::new(HashMap::new()),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
@@ -111,7 +111,13 @@ impl Metrics {
     /// Counts a request to a configured route.
     pub fn resource_request(&self, route: &str, status: u16) {
         if let Ok(mut m) = self.resource_requests.lock() {
-            *m.entry((route.to_owned(), status)).or_insert(0) += 1;
+            // Look up by &str first: no allocation once the route has been counted.
+            match m.get_mut(route) {
+                Some(by_status) => *by_status.entry(status).or_insert(0) += 1,
+                None => {
+                    m.insert(route.to_owned(), BTreeMap::from([(status, 1)]));
+                }
+            }
         }
     }
 
@@ -146,7 +152,12 @@ impl Metrics {
         );
         out.push_str("# HELP steelcut_resource_requests_total Requests to protected routes by route and status.\n# TYPE steelcut_resource_requests_total counter\n");
         if let Ok(m) = self.resource_requests.lock() {
-            for ((route, status), n) in m.iter() {
+            let mut routes: Vec<_> = m.iter().collect();
+            routes.sort();
+            for (route, status, n) in routes
+                .into_iter()
+                .flat_map(|(r, s)| s.iter().map(move |(status, n)| (r, status, n)))
+            {
                 let _ = writeln!(
                     out,
                     "steelcut_resource_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
