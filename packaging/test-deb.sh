@@ -350,7 +350,7 @@ expect_entry -rw-r--r-- 0/0 usr/lib/systemd/system/steelcutd.service
 expect_entry -rw-r--r-- 0/0 usr/lib/sysusers.d/steelcutd.conf
 expect_entry -rw-r--r-- 0/0 usr/share/man/man8/steelcutd.8.gz
 expect_entry -rw-r--r-- 0/0 usr/share/steelcutd/protected_resource.json
-for f in copyright changelog.Debian.gz README.Debian examples/auth-only.toml \
+for f in copyright changelog.Debian.gz README.md README.Debian examples/auth-only.toml \
     examples/resource-only.toml examples/both.toml examples/postgresql.toml \
     examples/ip-restrict.conf; do
     expect_entry -rw-r--r-- 0/0 "usr/share/doc/steelcutd/$f"
