@@ -61,7 +61,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                 path = %path,
                 status = resp.status().as_u16(),
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                client_id = client_id.as_deref().unwrap_or("-"),
+                client_id = %client_id.as_deref().unwrap_or("-"),
                 "request"
             );
             Ok(resp)

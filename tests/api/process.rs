@@ -481,3 +481,145 @@ async fn sighup_with_a_new_route_serves_it_without_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_request_log_names_the_client_but_never_a_secret_or_token() {
+    // 1. A daemon logging at info, a client, a token and a resource read.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = format!("sqlite://{}", dir.path().join("steelcut.db").display());
+    let config = write_config(dir.path(), &db, &format!("127.0.0.1:{port}"), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[log]\nlevel = \"info\"\n")).unwrap();
+    let mut d = Daemon::start(dir, config, port).await;
+    let out = steelcutd(&[
+        "client",
+        "add",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--name",
+        "n",
+        "--resource",
+        "api_v0.0.1",
+    ]);
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(d.url("/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let resp = http
+        .get(d.url("/api_v0.0.1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    d.signal("TERM");
+    assert_eq!(d.next_message().await, "STOPPING=1");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0));
+    // 2. One line per request with method, path, status, latency and the client id.
+    let token_line = log
+        .lines()
+        .find(|l| l.contains("path=/token"))
+        .unwrap_or_else(|| panic!("no request line for /token in:\n{log}"));
+    for field in [
+        "method=POST",
+        "status=200",
+        "latency_ms=",
+        &format!("client_id={id}"),
+    ] {
+        assert!(
+            token_line.contains(field),
+            "{field} missing from {token_line}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("path=/api_v0.0.1") && l.contains("status=200")),
+        "{log}"
+    );
+    // 3. Never the secret, the token or the Authorization header.
+    assert!(!log.contains(secret), "secret in the log");
+    assert!(!log.contains(&token), "token in the log");
+    assert!(!log.contains(&token[..40]), "token prefix in the log");
+    assert!(
+        !log.to_ascii_lowercase().contains("authorization: "),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics_move_to_the_admin_listener_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let db = format!("sqlite://{}", dir.path().join("steelcut.db").display());
+    let config = write_config(dir.path(), &db, &format!("127.0.0.1:{port}"), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "shutdown_grace_secs = 5",
+        &format!("shutdown_grace_secs = 5\nadmin_listen = \"127.0.0.1:{admin}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start(dir, config, port).await;
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let on_admin = reqwest::get(format!("http://127.0.0.1:{admin}{path}"))
+            .await
+            .unwrap();
+        assert_eq!(on_admin.status(), 200, "{path} on the admin listener");
+        let on_main = reqwest::get(d.url(path)).await.unwrap();
+        assert_eq!(on_main.status(), 404, "{path} on the main listener");
+    }
+    // The admin listener answers nothing else.
+    let jwks = reqwest::get(format!("http://127.0.0.1:{admin}/.well-known/jwks.json"))
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 404);
+    assert_eq!(
+        reqwest::get(d.url("/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_reload_names_changed_settings_that_need_a_restart() {
+    let mut d = Daemon::sqlite("").await;
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let other = free_port();
+    let listen_line = text
+        .lines()
+        .find(|l| l.starts_with("listen = "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &d.config,
+        text.replace(&listen_line, &format!("listen = \"127.0.0.1:{other}\"")),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(d.next_message().await.starts_with("RELOADING=1"));
+    assert!(d.next_message().await.contains("configuration reloaded"));
+    // Still serving on the old address; the log says the new one needs a restart.
+    assert_eq!(reqwest::get(d.url("/livez")).await.unwrap().status(), 200);
+    d.signal("TERM");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0));
+    assert!(
+        log.contains("only after a restart") && log.contains("[server] listen"),
+        "{log}"
+    );
+}
