@@ -101,6 +101,44 @@ impl Daemon {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// Registers a client for `resource` through the real CLI.
+    fn add_client(&self, resource: &str) -> TestClient {
+        let config = self.config.to_str().unwrap();
+        let out = steelcutd(&[
+            "client",
+            "add",
+            "--config",
+            config,
+            "--name",
+            "n",
+            "--resource",
+            resource,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        TestClient {
+            id: c["client_id"].as_str().unwrap().to_owned(),
+            secret: c["client_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `POST /token` for `client` with HTTP Basic.
+    async fn token(&self, client: &TestClient) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/token"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An access token for `client`.
+    async fn access_token(&self, client: &TestClient) -> String {
+        let body: serde_json::Value = self.token(client).await.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
 }
 
 impl Drop for Daemon {
@@ -161,18 +199,7 @@ async fn the_daemon_notifies_ready_reloading_and_stopping_and_exits_zero() {
 async fn an_invalid_file_on_sighup_keeps_the_running_configuration() {
     // 1. A running daemon with a client that can get tokens.
     let mut d = Daemon::sqlite("").await;
-    let out = steelcutd(&[
-        "client",
-        "add",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--name",
-        "n",
-        "--resource",
-        "api_v0.0.1",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client = d.add_client("api_v0.0.1");
     // 2. The file is broken, then SIGHUP.
     let good = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(&d.config, good.replace("[server]", "[server]\nlissten = 1")).unwrap();
@@ -188,17 +215,7 @@ async fn an_invalid_file_on_sighup_keeps_the_running_configuration() {
         "{status:?}"
     );
     // 3. The old configuration still serves, and the failure is counted.
-    let resp = reqwest::Client::new()
-        .post(d.url("/token"))
-        .basic_auth(
-            client["client_id"].as_str().unwrap(),
-            client["client_secret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(d.token(&client).await.status(), 200);
     assert_eq!(
         metric(&d.url("/metrics"), "steelcut_reload_failures_total").await,
         1.0
@@ -215,35 +232,9 @@ async fn an_invalid_file_on_sighup_keeps_the_running_configuration() {
 async fn sighup_applies_a_new_token_lifetime_and_a_new_signing_key() {
     let mut d = Daemon::sqlite("token_lifetime_secs = 600").await;
     let config = d.config.to_str().unwrap().to_owned();
-    let out = steelcutd(&[
-        "client",
-        "add",
-        "--config",
-        &config,
-        "--name",
-        "n",
-        "--resource",
-        "api_v0.0.1",
-    ]);
-    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token = |d: &Daemon| {
-        let req = reqwest::Client::new()
-            .post(d.url("/token"))
-            .basic_auth(
-                client["client_id"].as_str().unwrap(),
-                client["client_secret"].as_str(),
-            )
-            .form(&[("grant_type", "client_credentials")]);
-        async move {
-            req.send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(token(&d).await["expires_in"], 600);
+    let client = d.add_client("api_v0.0.1");
+    let body: serde_json::Value = d.token(&client).await.json().await.unwrap();
+    assert_eq!(body["expires_in"], 600);
     // 1. A new key and a new lifetime, then SIGHUP.
     let out = steelcutd(&["keys", "generate", "--config", &config]);
     assert!(out.status.success());
@@ -258,7 +249,7 @@ async fn sighup_applies_a_new_token_lifetime_and_a_new_signing_key() {
     assert!(d.next_message().await.starts_with("RELOADING=1"));
     assert!(d.next_message().await.contains("configuration reloaded"));
     // 2. Tokens now last 900 s and are signed by the new key, which the JWKS publishes.
-    let body = token(&d).await;
+    let body: serde_json::Value = d.token(&client).await.json().await.unwrap();
     assert_eq!(body["expires_in"], 900);
     let header = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
@@ -407,32 +398,8 @@ async fn metrics_move_as_requests_are_made() {
 #[tokio::test]
 async fn sighup_with_a_new_route_serves_it_without_restart() {
     let mut d = Daemon::sqlite("").await;
-    let config = d.config.to_str().unwrap().to_owned();
-    let out = steelcutd(&[
-        "client",
-        "add",
-        "--config",
-        &config,
-        "--name",
-        "n",
-        "--resource",
-        "reports",
-    ]);
-    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token: serde_json::Value = reqwest::Client::new()
-        .post(d.url("/token"))
-        .basic_auth(
-            client["client_id"].as_str().unwrap(),
-            client["client_secret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let client = d.add_client("reports");
+    let token = d.access_token(&client).await;
     let get = |url: String| {
         let token = token.clone();
         async move {
@@ -492,33 +459,10 @@ async fn the_request_log_names_the_client_but_never_a_secret_or_token() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}\n[log]\nlevel = \"info\"\n")).unwrap();
     let mut d = Daemon::start(dir, config, port).await;
-    let out = steelcutd(&[
-        "client",
-        "add",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--name",
-        "n",
-        "--resource",
-        "api_v0.0.1",
-    ]);
-    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
+    let client = d.add_client("api_v0.0.1");
+    let (id, secret) = (client.id.as_str(), client.secret.as_str());
+    let token = d.access_token(&client).await;
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(d.url("/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
     let resp = http
         .get(d.url("/api_v0.0.1"))
         .bearer_auth(&token)
