@@ -25,6 +25,8 @@ pub struct Document {
     /// A strong validator (RFC 9110 section 8.8.3): the quoted hex of the first 128 bits of
     /// the SHA-256 of the bytes, so equal bytes give equal tags on every node and restart.
     pub etag: String,
+    /// The same tag as a header value, built once per version rather than per request.
+    pub etag_header: http::HeaderValue,
 }
 
 /// Why a file could not become a document.
@@ -42,8 +44,12 @@ impl Document {
     pub fn parse(bytes: Vec<u8>) -> Result<Self, serde_json::Error> {
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)?;
         let digest = Sha256::digest(&bytes);
+        // Quoted hex: always a valid header value.
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         Ok(Self {
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            etag_header: http::HeaderValue::from_str(&etag)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("\"\"")),
+            etag,
             bytes: Bytes::from(bytes),
         })
     }

@@ -214,9 +214,13 @@ impl ResourceState {
             // For HEAD, hyper sends the headers (Content-Length included) without the body.
             response::json_bytes(StatusCode::OK, document.bytes.clone())
         };
-        let response = response::with_header(response, header::ETAG, &document.etag);
-        let response =
-            response::with_header(response, header::CACHE_CONTROL, DOCUMENT_CACHE_CONTROL);
+        let mut response = response;
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, document.etag_header.clone());
+        headers.insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static(DOCUMENT_CACHE_CONTROL),
+        );
         Some(Outcome {
             response,
             client_id: claims.client_id.clone().or_else(|| claims.sub.clone()),
