@@ -789,16 +789,21 @@ fn check_config_accepts_valid_routes() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// The stderr line of a failed `check-config` run that mentions `needle`.
+fn failing_line(out: &std::process::Output, needle: &str) -> String {
+    assert!(!out.status.success(), "check-config should have failed");
+    let err = stderr(out);
+    err.lines()
+        .find(|l| l.contains(needle))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{err}"))
+}
+
 #[test]
 fn check_config_reports_a_route_whose_file_is_missing() {
     let (out, dir) =
         check_routes("[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/missing.json\"\n");
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("missing.json"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failing_line(&out, "missing.json");
     assert!(line.contains("`[[resource.routes]]` /a `file`"), "{line}");
     assert!(
         line.contains(&dir.path().join("missing.json").display().to_string()),
@@ -810,12 +815,7 @@ fn check_config_reports_a_route_whose_file_is_missing() {
 fn check_config_reports_a_route_whose_file_is_not_json_with_line_and_column() {
     let (out, dir) =
         check_routes("[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/bad.json\"\n");
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("bad.json"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failing_line(&out, "bad.json");
     assert!(line.contains("`[[resource.routes]]` /a `file`"), "{line}");
     assert!(
         line.contains(&dir.path().join("bad.json").display().to_string()),
@@ -829,12 +829,7 @@ fn check_config_reports_a_duplicate_route_path() {
     let (out, dir) = check_routes(
         "[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/good.json\"\n[[resource.routes]]\npath = \"/a\"\nfile = \"{dir}/other.json\"\n",
     );
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("duplicate"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failing_line(&out, "duplicate");
     assert!(line.contains("`[[resource.routes]]` /a `path`"), "{line}");
     assert!(
         line.contains(&dir.path().join("other.json").display().to_string()),
@@ -846,12 +841,7 @@ fn check_config_reports_a_duplicate_route_path() {
 fn check_config_reports_a_route_that_clashes_with_the_token_endpoint() {
     let (out, dir) =
         check_routes("[[resource.routes]]\npath = \"/token\"\nfile = \"{dir}/good.json\"\n");
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("clashes"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failing_line(&out, "clashes");
     assert!(
         line.contains("`[[resource.routes]]` /token `path`"),
         "{line}"
@@ -867,12 +857,7 @@ fn check_config_reports_a_route_under_well_known() {
     let (out, dir) = check_routes(
         "[[resource.routes]]\npath = \"/.well-known/jwks.json\"\nfile = \"{dir}/good.json\"\n",
     );
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("clashes"))
-        .unwrap_or_else(|| panic!("{err}"));
+    let line = failing_line(&out, "clashes");
     assert!(
         line.contains("`[[resource.routes]]` /.well-known/jwks.json `path`"),
         "{line}"
