@@ -36,10 +36,7 @@ fn cli_add(app: &TestApp, extra: &[&str]) -> (Value, TestClient) {
     let mut args = vec!["client", "add", "--name", "Jane Doe"];
     args.extend_from_slice(extra);
     let json = ok_json(&app.cli(&args));
-    let client = TestClient {
-        id: json["client_id"].as_str().unwrap().to_owned(),
-        secret: json["client_secret"].as_str().unwrap().to_owned(),
-    };
+    let client = TestClient::from_cli_json(&json);
     (json, client)
 }
 
@@ -172,13 +169,8 @@ async fn client_update_rotates_the_secret_and_changes_resources_scopes_and_state
 
     // 2. --new-secret prints a new secret once; the old one stops working, the new one works.
     let json = ok_json(&app.cli(&["client", "update", &old.id, "--new-secret"]));
-    let new = TestClient {
-        id: old.id.clone(),
-        secret: json["client_secret"]
-            .as_str()
-            .expect("new secret printed")
-            .to_owned(),
-    };
+    let new = TestClient::from_cli_json(&json);
+    assert_eq!(new.id, old.id);
     assert_ne!(new.secret, old.secret);
     assert_eq!(app.token_status_becomes(&old, &[CC], 401).await, 401);
     assert_eq!(app.token_basic(&new, &[CC]).await.status(), 200);

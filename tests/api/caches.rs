@@ -156,10 +156,8 @@ async fn a_secret_rotated_with_the_cli_fails_within_a_second_on_two_nodes_sharin
     let out = admin(&a, &["client", "update", &old.id, "--new-secret"]);
     let rotated = Instant::now();
     let printed: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let new = TestClient {
-        id: old.id.clone(),
-        secret: printed["client_secret"].as_str().unwrap().to_owned(),
-    };
+    let new = TestClient::from_cli_json(&printed);
+    assert_eq!(new.id, old.id);
 
     // 3. Within a second neither node accepts the old secret, and it stays refused.
     both_refuse_within_a_second(&a, &b, &old, rotated).await;

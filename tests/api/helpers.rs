@@ -70,6 +70,22 @@ pub struct TestClient {
     pub secret: String,
 }
 
+impl TestClient {
+    /// The credentials that `client add` (or `client update --new-secret`) printed.
+    pub fn from_cli_json(json: &serde_json::Value) -> Self {
+        Self {
+            id: json["client_id"]
+                .as_str()
+                .expect("client_id printed")
+                .to_owned(),
+            secret: json["client_secret"]
+                .as_str()
+                .expect("client_secret printed")
+                .to_owned(),
+        }
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }

@@ -64,10 +64,7 @@ async fn the_token_flow_runs_as_a_select_only_role_while_admin_commands_run_as_t
         "api_v0.0.1",
     ]);
     let json: Value = serde_json::from_str(&out).unwrap();
-    let client = TestClient {
-        id: json["client_id"].as_str().unwrap().to_owned(),
-        secret: json["client_secret"].as_str().unwrap().to_owned(),
-    };
+    let client = TestClient::from_cli_json(&json);
 
     // 3. The daemon, connected as the reader, issues tokens.
     let app = start(std::path::Path::new(&config)).await;
@@ -194,10 +191,7 @@ async fn serve_refuses_pending_migrations_on_postgresql_until_steelcutd_migrate_
         "api_v0.0.1",
     ]);
     let json: Value = serde_json::from_str(&run).unwrap();
-    let client = TestClient {
-        id: json["client_id"].as_str().unwrap().to_owned(),
-        secret: json["client_secret"].as_str().unwrap().to_owned(),
-    };
+    let client = TestClient::from_cli_json(&json);
     let app = start(std::path::Path::new(&config)).await;
     assert_eq!(app.token_basic(&client, &[CC]).await.status(), 200);
 }
@@ -263,10 +257,7 @@ async fn a_database_outage_gives_503_server_error_and_the_daemon_recovers_by_its
         "api_v0.0.1",
     ]))
     .unwrap();
-    let client = TestClient {
-        id: json["client_id"].as_str().unwrap().to_owned(),
-        secret: json["client_secret"].as_str().unwrap().to_owned(),
-    };
+    let client = TestClient::from_cli_json(&json);
     let app = start(&config).await;
     assert_eq!(token_once(&app, &client).await.status(), 200);
 

@@ -117,10 +117,7 @@ impl Daemon {
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        TestClient {
-            id: c["client_id"].as_str().unwrap().to_owned(),
-            secret: c["client_secret"].as_str().unwrap().to_owned(),
-        }
+        TestClient::from_cli_json(&c)
     }
 
     /// `POST /token` for `client` with HTTP Basic.
