@@ -83,8 +83,8 @@ fn check_runtime_files(config: &Config) -> Result<(), ConfigError> {
 
 /// `check-config`: the load path of `serve`, without starting anything.
 pub fn check_config(arg: &ConfigArg) -> Result<()> {
-    let config = Config::load(&arg.config).map_err(|e| anyhow!("{e}"))?;
-    check_runtime_files(&config).map_err(|e| anyhow!("{e}"))?;
+    let config = Config::load(&arg.config)?;
+    check_runtime_files(&config)?;
     println!("{}: configuration is valid", arg.config.display());
     Ok(())
 }
@@ -92,8 +92,8 @@ pub fn check_config(arg: &ConfigArg) -> Result<()> {
 /// `serve`: run until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn serve(arg: &ConfigArg) -> Result<()> {
     let started = std::time::Instant::now();
-    let config = Config::load(&arg.config).map_err(|e| anyhow!("{e}"))?;
-    check_runtime_files(&config).map_err(|e| anyhow!("{e}"))?;
+    let config = Config::load(&arg.config)?;
+    check_runtime_files(&config)?;
     let log = init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steelcutd: {e:#}");
-            ExitCode::FAILURE
+            // EX_CONFIG (sysexits.h): the unit lists it in RestartPreventExitStatus=, so a
+            // broken file ends in `failed` at once instead of a restart loop.
+            if e.downcast_ref::<steelcut::config::ConfigError>().is_some() {
+                ExitCode::from(78)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
