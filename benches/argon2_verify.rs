@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use secrecy::SecretString;
-use steelcut::auth::client_auth::{hash_secret, verify_secret};
+use steelcut::auth::password::{hash_secret, verify_secret};
 use steelcut::config::Argon2Params;
 
-fn main() -> Result<(), String> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

@@ -38,6 +38,8 @@ pub enum KeyError {
     NoKey { dir: PathBuf },
     #[error("invalid JWKS: {0}")]
     Jwks(String),
+    #[error("reading keys failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 fn file_err(path: &Path, message: impl std::fmt::Display) -> KeyError {

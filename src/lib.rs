@@ -11,17 +11,14 @@
 //! - [`domain`]: identifiers with rules (client ids, resources, scopes).
 //! - [`cli`] and [`admin`]: the command line and the admin commands behind it.
 
-pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod cli;
-pub mod client;
+pub mod cmd;
 pub mod config;
-pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod metrics;
-pub mod notify;
 pub mod resource;
 pub mod store;
+pub mod time;

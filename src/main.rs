@@ -4,18 +4,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steelcut::cli::{Cli, Command};
+use steelcut::cmd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(arg) => steelcut::daemon::serve(&arg),
-        Command::CheckConfig(arg) => steelcut::daemon::check_config(&arg),
-        Command::Migrate(db) => steelcut::admin::migrate(&db),
-        Command::Client(cmd) => steelcut::admin::client(cmd),
-        Command::Keys(cmd) => steelcut::admin::keys(cmd),
-        Command::Token(args) => steelcut::client::token_command(&args),
-        Command::Get(args) => steelcut::client::get_command(&args),
+        Command::Serve(arg) => steelcut::cmd::serve::serve(&arg),
+        Command::CheckConfig(arg) => steelcut::cmd::serve::check_config(&arg),
+        Command::Migrate(db) => steelcut::cmd::admin::migrate(&db),
+        Command::Client(cmd) => steelcut::cmd::admin::client(cmd),
+        Command::Keys(cmd) => steelcut::cmd::admin::keys(cmd),
+        Command::Token(args) => steelcut::cmd::client::token_command(&args),
+        Command::Get(args) => steelcut::cmd::client::get_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

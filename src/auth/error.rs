@@ -5,7 +5,9 @@
 
 use http::{header, Response, StatusCode};
 
+use super::password::WorkersGone;
 use crate::http::response::{self, Body};
+use crate::store::StoreError;
 
 /// Everything `POST /token` can answer besides a token.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +30,22 @@ pub enum TokenError {
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
     /// The client store cannot be reached; retrying later may succeed.
-    #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("temporarily unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[from] InternalError),
+}
+
+/// Failures that are ours, never the client's: answered with an opaque `server_error`, logged
+/// with their cause.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Workers(#[from] WorkersGone),
+    #[error("no signing key loaded")]
+    NoSigningKey,
+    #[error("cannot serialize the token: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl TokenError {

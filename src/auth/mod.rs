@@ -4,21 +4,26 @@
 pub mod cache;
 pub mod client_auth;
 pub mod error;
+pub mod password;
 pub mod token;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::config::AuthConfig;
-use crate::keys::KeySet;
+use crate::keys::{KeyError, KeySet};
 use crate::store::Store;
 use cache::CredentialCache;
-use client_auth::Verifier;
+use password::Verifier;
 
 /// Shared state of the auth role.
 pub struct AuthState {
     pub config: AuthConfig,
     pub store: Store,
-    pub keys: Arc<RwLock<Arc<KeySet>>>,
+    /// The key set in force, replaced whole on reload (shared with the resource role on a
+    /// node that plays both).
+    pub keys: Arc<ArcSwap<KeySet>>,
     pub verifier: Verifier,
     /// Recently verified credentials (see [`cache`]).
     pub cache: Arc<CredentialCache>,
@@ -34,28 +39,20 @@ impl AuthState {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Re-reads the key directory; the newest key signs from now on. On error the keys in
-    /// force stay.
-    pub fn reload_keys(&self) -> Result<(), crate::keys::KeyError> {
+    /// Reads the key directory again (a reload); the caller swaps the result in. An empty
+    /// directory is an error: the keys in force stay.
+    pub async fn load_keys(&self) -> Result<Arc<KeySet>, KeyError> {
         let dir = self.keys().dir.clone();
-        let fresh = KeySet::load(&dir)?;
+        let fresh = tokio::task::spawn_blocking(move || KeySet::load(&dir)).await??;
         if fresh.is_empty() {
-            return Err(crate::keys::KeyError::NoKey { dir });
+            return Err(KeyError::NoKey { dir: fresh.dir });
         }
-        let mut guard = match self.keys.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        *guard = Arc::new(fresh);
-        Ok(())
+        Ok(Arc::new(fresh))
     }
 
     /// The key set in force (replaced as a whole on reload).
     pub fn keys(&self) -> Arc<KeySet> {
-        match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.keys.load_full()
     }
 
     /// `GET /.well-known/oauth-authorization-server` (RFC 8414 section 3.2).

@@ -8,12 +8,13 @@ use http::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::client_auth::{self, Credentials};
-use super::error::TokenError;
+use super::error::{InternalError, TokenError};
 use super::AuthState;
 use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
 use crate::http::request::{self, BodyError, Form};
 use crate::http::response::{self, Body};
-use crate::store::{now_unix, Client};
+use crate::store::Client;
+use crate::time::now_unix;
 
 /// Claims of an access token (RFC 9068 section 2.2).
 #[derive(Serialize)]
@@ -84,7 +85,10 @@ where
         },
         Err(e) => {
             match &e {
-                TokenError::Unavailable(cause) | TokenError::Internal(cause) => {
+                TokenError::Unavailable(cause) => {
+                    tracing::error!(error = %cause, "token request failed: client store unavailable")
+                }
+                TokenError::Internal(cause) => {
                     tracing::error!(error = %cause, "token request failed")
                 }
                 other => tracing::debug!(error = %other, "token request refused"),
@@ -155,9 +159,7 @@ where
     let scopes = select_scopes(&client, scope_param)?;
 
     let keys = state.keys();
-    let key = keys
-        .current()
-        .ok_or_else(|| TokenError::Internal("no signing key loaded".into()))?;
+    let key = keys.current().ok_or(InternalError::NoSigningKey)?;
     let now = now_unix();
     let lifetime = state.token_lifetime_secs();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
@@ -178,8 +180,7 @@ where
         jti: hex::encode(jti),
         scope: scope.as_deref(),
     };
-    let claims_json =
-        serde_json::to_vec(&claims).map_err(|e| TokenError::Internal(e.to_string()))?;
+    let claims_json = serde_json::to_vec(&claims).map_err(InternalError::from)?;
     let token = key.sign_jwt(&claims_json);
     let body = TokenResponse {
         access_token: token,
@@ -190,7 +191,7 @@ where
         not_before: claims.nbf,
         resource: claims.aud,
     };
-    let body = serde_json::to_vec(&body).map_err(|e| TokenError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(&body).map_err(InternalError::from)?;
     tracing::debug!(client_id = %client.client_id, kid = %key.kid, "access token issued");
     Ok(response::no_store(response::json_bytes(
         StatusCode::OK,
@@ -222,12 +223,16 @@ async fn authenticate(
             .store
             .run(move |s| s.find_client(&lookup_id))
             .await
-            .map_err(|e| TokenError::Unavailable(e.to_string()))?
+            .map_err(TokenError::Unavailable)?
     } else {
         None
     };
     let hash = client.as_ref().map(|c| c.secret_hash.clone());
-    let ok = state.verifier.verify(secret, hash).await?;
+    let ok = state
+        .verifier
+        .verify(secret, hash)
+        .await
+        .map_err(InternalError::from)?;
     match client {
         Some(c) if ok && c.enabled => {
             let c = Arc::new(c);

@@ -203,6 +203,26 @@ pub struct Config {
     pub resource: Option<ResourceConfig>,
 }
 
+/// What the auth role needs, all present: validation guarantees that a node with the auth
+/// role has `[database]`, `[keys]` and `[auth]`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRole<'a> {
+    pub auth: &'a AuthConfig,
+    pub database: &'a DatabaseConfig,
+    pub keys: &'a KeysConfig,
+}
+
+impl Config {
+    /// The auth role's settings, if this node plays it.
+    pub fn auth_role(&self) -> Option<AuthRole<'_>> {
+        Some(AuthRole {
+            auth: self.auth.as_ref()?,
+            database: self.database.as_ref()?,
+            keys: self.keys.as_ref()?,
+        })
+    }
+}
+
 /// Kinds of value an environment override may carry.
 #[derive(Clone, Copy)]
 enum Kind {

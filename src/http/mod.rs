@@ -1,7 +1,6 @@
-//! The HTTP layer: the accept loop, the one routing table, and request/response helpers.
+//! The HTTP layer: the accept loop, TLS, and request/response helpers (below the roles: nothing here knows about them).
 
 pub mod request;
 pub mod response;
-pub mod router;
 pub mod server;
 pub mod tls;

@@ -2,15 +2,18 @@
 //! TLS, and a graceful shutdown that stops accepting, lets in-flight requests finish within a
 //! grace period, then returns.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::router::Router;
+use super::response::Body;
 use super::tls::TlsHandle;
 
 /// A client that has not finished its TLS handshake by then is dropped, so idle sockets cannot
@@ -19,13 +22,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` completes, then drains connections for at most `grace`.
 /// With `tls`, every connection starts with a handshake using the acceptor in force.
-pub async fn serve(
+/// `service` answers every request of every connection (the application's routing table).
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     tls: Option<TlsHandle>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) {
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -43,12 +53,9 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let builder = builder.clone();
-                let router = router.clone();
+                let router = service.clone();
                 let watcher = graceful.watcher();
-                let acceptor = tls.as_ref().and_then(|t| match t.read() {
-                    Ok(a) => a.clone(),
-                    Err(p) => p.into_inner().clone(),
-                });
+                let acceptor = tls.as_ref().map(|t| t.load_full());
                 tokio::spawn(async move {
                     let result = match acceptor {
                         None => {

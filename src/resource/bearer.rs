@@ -16,100 +16,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use http::{header, HeaderMap};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::cache::TokenCache;
 use super::catalog::Route;
+use super::claims::{check_claims, check_time_and_issuer, RawClaims, VerifiedClaims, VALIDATION};
 use super::error::{BearerError, InvalidToken};
 use super::keys::KeyStore;
-
-/// The claims as they appear in a token whose signature checked out. Types are loose where
-/// the checks decide (a malformed value is refused by them, not by the parser).
-#[derive(Debug, Deserialize)]
-struct RawClaims {
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    scope: Option<serde_json::Value>,
-    #[serde(default)]
-    iss: Option<serde_json::Value>,
-    #[serde(default)]
-    aud: Option<serde_json::Value>,
-    #[serde(default)]
-    exp: Option<serde_json::Value>,
-    #[serde(default)]
-    nbf: Option<serde_json::Value>,
-}
-
-/// What a verified token says, as the checks of every request need it. Kept in the token
-/// cache: nothing here has been judged against a route or a clock.
-#[derive(Debug)]
-pub struct VerifiedClaims {
-    /// The key that verified the signature.
-    pub kid: String,
-    /// `iss`, one or several (RFC 7519 section 4.1.1).
-    pub iss: Vec<String>,
-    /// `aud`, one or several (RFC 7519 section 4.1.3).
-    pub aud: Vec<String>,
-    pub exp: u64,
-    pub nbf: Option<u64>,
-    /// RFC 9068 section 2.2.3: a space-separated string; anything else grants nothing.
-    pub scope: Vec<String>,
-    pub client_id: Option<String>,
-    pub sub: Option<String>,
-}
-
-/// A NumericDate (RFC 7519 section 2) as a whole number of seconds, read as the signature
-/// check's claim parser reads it (fractions rounded, negatives refused).
-fn numeric_date(value: &serde_json::Value) -> Option<u64> {
-    if let Some(n) = value.as_u64() {
-        return Some(n);
-    }
-    let f = value.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then(|| f.round() as u64)
-}
-
-/// A StringOrURI claim that may also be an array of them.
-fn strings(value: &serde_json::Value) -> Option<Vec<String>> {
-    match value {
-        serde_json::Value::String(s) => Some(vec![s.clone()]),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect(),
-        _ => None,
-    }
-}
-
-impl VerifiedClaims {
-    fn from_raw(kid: String, raw: RawClaims) -> Result<Self, InvalidToken> {
-        // `exp`, `iss` and `aud` were required by the signature check, which treats a value of
-        // the wrong type as absent; so does this.
-        let required = |v: Option<serde_json::Value>| v.ok_or(InvalidToken::MissingClaim);
-        Ok(Self {
-            kid,
-            iss: strings(&required(raw.iss)?).ok_or(InvalidToken::MissingClaim)?,
-            aud: strings(&required(raw.aud)?).ok_or(InvalidToken::MissingClaim)?,
-            exp: numeric_date(&required(raw.exp)?).ok_or(InvalidToken::MissingClaim)?,
-            nbf: raw.nbf.as_ref().and_then(numeric_date),
-            scope: raw
-                .scope
-                .as_ref()
-                .and_then(|s| s.as_str())
-                .map(|s| s.split(' ').map(str::to_owned).collect())
-                .unwrap_or_default(),
-            client_id: raw.client_id,
-            sub: raw.sub,
-        })
-    }
-
-    fn has_scope(&self, needed: &str) -> bool {
-        self.scope.iter().any(|t| t == needed)
-    }
-}
 
 /// The JOSE header fields we check ourselves (RFC 7515 section 4.1).
 #[derive(Deserialize)]
@@ -121,18 +34,6 @@ struct JoseHeader {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
-}
-
-/// What the signature check asks of a token besides the signature: `alg: EdDSA` and the
-/// presence of `exp`, `iss` and `aud` (RFC 9068 section 2.2). Their values are judged by
-/// [`check_claims`], which also runs for cached tokens. Built once at start.
-pub fn validation() -> Validation {
-    let mut v = Validation::new(Algorithm::EdDSA);
-    v.set_required_spec_claims(&["exp", "iss", "aud"]);
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.validate_aud = false;
-    v
 }
 
 /// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -235,44 +136,6 @@ fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
     }
 }
 
-/// The checks that do not depend on the route's audience or scope: the token is current
-/// (RFC 7519 sections 4.1.4 and 4.1.5, with the leeway for clock skew) and comes from the
-/// issuer this server trusts (RFC 9068 section 4).
-fn check_time_and_issuer(
-    claims: &VerifiedClaims,
-    route: &Route,
-    now: u64,
-) -> Result<(), InvalidToken> {
-    if claims.exp < now.saturating_sub(route.leeway) {
-        return Err(InvalidToken::Expired);
-    }
-    if claims
-        .nbf
-        .is_some_and(|nbf| nbf > now.saturating_add(route.leeway))
-    {
-        return Err(InvalidToken::NotYetValid);
-    }
-    if !claims.iss.contains(&route.issuer) {
-        return Err(InvalidToken::Issuer);
-    }
-    Ok(())
-}
-
-/// Every claim check for `route` at `now`: time and issuer, then the audience (RFC 9068
-/// section 4: the resource must be among the token's audiences), then the route's scope.
-pub fn check_claims(claims: &VerifiedClaims, route: &Route, now: u64) -> Result<(), BearerError> {
-    check_time_and_issuer(claims, route, now).map_err(BearerError::Invalid)?;
-    if !claims.aud.iter().any(|a| a == route.audience.as_str()) {
-        return Err(BearerError::Invalid(InvalidToken::Audience));
-    }
-    if let Some(scope) = &route.scope {
-        if !claims.has_scope(scope.as_str()) {
-            return Err(BearerError::InsufficientScope(scope.to_string()));
-        }
-    }
-    Ok(())
-}
-
 /// Checks the request's bearer token for `route`; returns its claims.
 pub async fn authorize(
     keys: &KeyStore,
@@ -285,7 +148,7 @@ pub async fn authorize(
     let claims = verified(keys, cache, route, token, now)
         .await
         .map_err(BearerError::Invalid)?;
-    check_claims(&claims, route, now)?;
+    check_claims(&claims, &route.policy, now)?;
     Ok(claims)
 }
 
@@ -310,15 +173,15 @@ async fn verified(
     }
     let kid = check_header(token)?;
     let key = keys.key(&kid).await.ok_or(InvalidToken::UnknownKey)?;
-    let raw = jsonwebtoken::decode::<RawClaims>(token, &key, &route.validation)
+    let raw = jsonwebtoken::decode::<RawClaims>(token, &key, &VALIDATION)
         .map_err(|e| from_jwt_error(&e))?
         .claims;
     let claims = Arc::new(VerifiedClaims::from_raw(kid, raw)?);
     // Only tokens that are current and from our issuer are worth remembering; the error for
     // the others comes from the same check in `check_claims`.
     if let Some((hash, version)) = cached {
-        if check_time_and_issuer(&claims, route, now).is_ok() {
-            let until = claims.exp.saturating_add(route.leeway);
+        if check_time_and_issuer(&claims, &route.policy, now).is_ok() {
+            let until = claims.exp.saturating_add(route.policy.leeway);
             cache.insert(hash, claims.clone(), version, until, now);
         }
     }

@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use super::bearer::VerifiedClaims;
+use super::claims::VerifiedClaims;
 
 /// The cache key of a token.
 pub type TokenHash = [u8; 32];

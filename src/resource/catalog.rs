@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::error::ResourceError;
+use super::claims::Policy;
 use crate::config::{ResourceConfig, RouteConfig};
-use crate::domain::{Resource, Scope};
 
 /// One version of a served file.
 #[derive(Debug)]
@@ -27,6 +27,16 @@ pub struct Document {
     pub etag: String,
     /// The same tag as a header value, built once per version rather than per request.
     pub etag_header: http::HeaderValue,
+}
+
+/// A route whose document cannot be served (at start or in a reloaded configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("route {path}: cannot serve {}: {source}", file.display())]
+pub struct DocumentError {
+    pub path: String,
+    pub file: PathBuf,
+    #[source]
+    pub source: LoadError,
 }
 
 /// Why a file could not become a document.
@@ -65,31 +75,20 @@ pub struct Route {
     pub path: String,
     /// Absolute, so that it compares equal to the paths file-system events carry.
     pub file: PathBuf,
-    pub audience: Resource,
-    pub scope: Option<Scope>,
-    /// The `iss` a token must carry.
-    pub issuer: String,
-    /// Clock skew allowed on `exp` and `nbf`, in seconds.
-    pub leeway: u64,
-    /// The signature check, built once (see [`super::bearer::validation`]).
-    pub validation: jsonwebtoken::Validation,
-    document: RwLock<Arc<Document>>,
+    /// What a token must say to read this route.
+    pub policy: Policy,
+    /// Replaced whole when the file changes; readers never lock.
+    document: ArcSwap<Document>,
 }
 
 impl Route {
     /// The document in force.
     pub fn document(&self) -> Arc<Document> {
-        match self.document.read() {
-            Ok(d) => d.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.document.load_full()
     }
 
     fn replace(&self, document: Arc<Document>) {
-        match self.document.write() {
-            Ok(mut d) => *d = document,
-            Err(poisoned) => *poisoned.into_inner() = document,
-        }
+        self.document.store(document);
     }
 }
 
@@ -104,7 +103,7 @@ pub struct Catalog {
 impl Catalog {
     /// Loads every route's document; a file that cannot be served fails the start, since
     /// there is no earlier good version to fall back on.
-    pub fn build(config: &ResourceConfig) -> Result<Self, ResourceError> {
+    pub fn build(config: &ResourceConfig) -> Result<Self, DocumentError> {
         let mut routes = HashMap::new();
         let mut files: Vec<(PathBuf, Vec<Arc<Route>>)> = Vec::new();
         for rc in &config.routes {
@@ -118,24 +117,30 @@ impl Catalog {
         Ok(Self { routes, files })
     }
 
-    fn route(config: &ResourceConfig, rc: &RouteConfig) -> Result<Route, ResourceError> {
-        let fail = |cause: String| ResourceError::Document {
+    fn route(config: &ResourceConfig, rc: &RouteConfig) -> Result<Route, DocumentError> {
+        let fail = |source: LoadError| DocumentError {
             path: rc.path.clone(),
-            file: rc.file.display().to_string(),
-            cause,
+            file: rc.file.clone(),
+            source,
         };
-        let file = std::path::absolute(&rc.file).map_err(|e| fail(e.to_string()))?;
-        let document = Document::load(&file).map_err(|e| fail(e.to_string()))?;
+        let file = std::path::absolute(&rc.file).map_err(|e| fail(e.into()))?;
+        let document = Document::load(&file).map_err(fail)?;
         Ok(Route {
             path: rc.path.clone(),
             file,
-            audience: rc.audience.clone(),
-            scope: rc.scope.clone(),
-            issuer: config.issuer.clone(),
-            leeway: config.leeway.as_secs(),
-            validation: super::bearer::validation(),
-            document: RwLock::new(Arc::new(document)),
+            policy: Policy {
+                issuer: config.issuer.clone(),
+                leeway: config.leeway.as_secs(),
+                audience: rc.audience.clone(),
+                scope: rc.scope.clone(),
+            },
+            document: ArcSwap::from_pointee(document),
         })
+    }
+
+    /// The paths of every route.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(String::as_str)
     }
 
     /// The route at `path`, if any.

@@ -1,4 +1,5 @@
-//! Resource server errors and the one place they become HTTP responses (RFC 6750 section 3).
+//! Refusals of the resource server and the one place they become HTTP responses (RFC 6750
+//! section 3).
 //!
 //! Every refusal carries `WWW-Authenticate: Bearer realm="..."`, with an `error` code when the
 //! request carried a bearer token (section 3.1), and `Cache-Control: no-store`. Descriptions are
@@ -7,23 +8,6 @@
 use http::{header, Response, StatusCode};
 
 use crate::http::response::{self, Body};
-
-/// Why the resource role could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ResourceError {
-    #[error("route {path}: cannot serve {file}: {cause}")]
-    Document {
-        path: String,
-        file: String,
-        cause: String,
-    },
-    #[error("resource key source: {0}")]
-    Keys(String),
-    #[error("cannot watch {dir} for changes: {cause}")]
-    Watch { dir: String, cause: String },
-    #[error("internal error: {0}")]
-    Internal(String),
-}
 
 /// Why a request for a protected document is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,16 +23,54 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use ed25519_dalek::VerifyingKey;
 use jsonwebtoken::DecodingKey;
 
-use super::error::ResourceError;
 use super::watch::Target;
 use crate::config::KeySource;
-use crate::keys::{self, KeySet};
+use crate::keys::{self, KeyError, KeySet};
+
+/// Why verification keys could not be loaded. Each message names the source.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{0} holds no Ed25519 public key")]
+    Empty(String),
+    #[error("{}: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {source}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("{url}: {source}")]
+    Jwks {
+        url: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("reading keys failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Timeout of one JWKS fetch: a slow auth server must not hold requests for long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,7 +83,7 @@ type PublicKeys = HashMap<String, VerifyingKey>;
 /// How keys are (re)loaded.
 enum Loader {
     /// The auth role's key set on this node, replaced as a whole when it reloads.
-    Shared(Arc<RwLock<Arc<KeySet>>>),
+    Shared(Arc<ArcSwap<KeySet>>),
     Disk(Disk),
     Url {
         client: reqwest::Client,
@@ -72,19 +110,23 @@ impl Disk {
     }
 
     /// Reads the keys (blocking).
-    fn read(&self) -> Result<PublicKeys, String> {
+    fn read(&self) -> Result<PublicKeys, KeySourceError> {
         let keys = match self {
-            Self::KeyDir(dir) => KeySet::load(dir)
-                .map(|set| set.public_keys())
-                .map_err(|e| e.to_string())?,
+            Self::KeyDir(dir) => KeySet::load(dir)?.public_keys(),
             Self::JwksFile(file) => {
-                let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-                keys::parse_jwks(&bytes).map_err(|e| format!("{}: {e}", file.display()))?
+                let bytes = std::fs::read(file).map_err(|source| KeySourceError::Path {
+                    path: file.clone(),
+                    source,
+                })?;
+                keys::parse_jwks(&bytes).map_err(|source| KeySourceError::Jwks {
+                    url: file.display().to_string(),
+                    source,
+                })?
             }
-            Self::PublicDir(dir) => keys::load_public_dir(dir).map_err(|e| e.to_string())?,
+            Self::PublicDir(dir) => keys::load_public_dir(dir)?,
         };
         if keys.is_empty() {
-            return Err(format!("{} holds no Ed25519 public key", self.describe()));
+            return Err(KeySourceError::Empty(self.describe()));
         }
         Ok(keys)
     }
@@ -103,7 +145,11 @@ struct Current {
 /// The verification keys of the resource role.
 pub struct KeyStore {
     loader: Loader,
-    current: RwLock<Current>,
+    /// Replaced whole; requests read it without locking.
+    current: ArcSwap<Current>,
+    /// Serializes the writers of `current` (rare: reloads), so that `changes` counts each
+    /// change once.
+    writer: parking_lot::Mutex<()>,
     /// When the last reload was attempted; held across a reload so that concurrent callers
     /// wait for it instead of starting their own.
     gate: tokio::sync::Mutex<Option<Instant>>,
@@ -124,11 +170,8 @@ fn decoding_keys(keys: &PublicKeys) -> Arc<HashMap<String, DecodingKey>> {
     )
 }
 
-fn read_shared(shared: &RwLock<Arc<KeySet>>) -> Arc<KeySet> {
-    match shared.read() {
-        Ok(k) => k.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+fn read_shared(shared: &ArcSwap<KeySet>) -> Arc<KeySet> {
+    shared.load_full()
 }
 
 impl KeyStore {
@@ -136,9 +179,9 @@ impl KeyStore {
     /// signs; with it, a [`KeySource::Local`] source reads nothing from disk.
     pub async fn build(
         source: &KeySource,
-        shared: Option<Arc<RwLock<Arc<KeySet>>>>,
+        shared: Option<Arc<ArcSwap<KeySet>>>,
         min_refetch: Duration,
-    ) -> Result<Self, ResourceError> {
+    ) -> Result<Self, KeySourceError> {
         let loader = match (source, shared) {
             (KeySource::Local(_), Some(shared)) => Loader::Shared(shared),
             (KeySource::Local(dir), None) => Loader::Disk(Disk::KeyDir(absolute(dir)?)),
@@ -149,17 +192,18 @@ impl KeyStore {
                     .timeout(FETCH_TIMEOUT)
                     .connect_timeout(FETCH_TIMEOUT)
                     .build()
-                    .map_err(|e| ResourceError::Keys(format!("HTTP client: {e}")))?,
+                    .map_err(KeySourceError::Client)?,
                 url: url.clone(),
             },
         };
         let store = Self {
             loader,
-            current: RwLock::new(Current {
+            current: ArcSwap::from_pointee(Current {
                 keys: Arc::new(HashMap::new()),
                 public: HashMap::new(),
                 built_from: None,
             }),
+            writer: parking_lot::Mutex::new(()),
             gate: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             changes: AtomicU64::new(0),
@@ -179,7 +223,7 @@ impl KeyStore {
             }
             Loader::Disk(_) => {
                 *store.gate.lock().await = Some(Instant::now());
-                let keys = store.load().await.map_err(ResourceError::Keys)?;
+                let keys = store.load().await?;
                 tracing::info!(source = %store.describe(), keys = keys.len(), "verification keys loaded");
                 store.install(&keys);
             }
@@ -225,30 +269,33 @@ impl KeyStore {
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, DecodingKey>> {
-        match self.current.read() {
-            Ok(c) => c.keys.clone(),
-            Err(poisoned) => poisoned.into_inner().keys.clone(),
-        }
+        self.current.load().keys.clone()
     }
 
     fn install(&self, keys: &PublicKeys) {
         {
-            let mut current = match self.current.write() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            self.replace(&mut current, keys);
+            let _writer = self.writer.lock();
+            let current = self.current.load_full();
+            self.replace(&current, keys, current.built_from.clone());
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Puts `keys` in force, counting a change if they differ from the keys in force. The
-    /// counter moves under the write lock, after the swap: whoever reads the new version and
-    /// then looks a key up sees the new keys.
-    fn replace(&self, current: &mut Current, keys: &PublicKeys) {
-        if current.public != *keys {
-            current.keys = decoding_keys(keys);
-            current.public = keys.clone();
+    /// Puts `keys` in force (built from `built_from`), counting a change if they differ from
+    /// the keys in force. Called with `writer` held. The counter moves after the swap: whoever
+    /// reads the new version and then looks a key up sees the new keys.
+    fn replace(&self, current: &Current, keys: &PublicKeys, built_from: Option<Arc<KeySet>>) {
+        let changed = current.public != *keys;
+        self.current.store(Arc::new(Current {
+            keys: if changed {
+                decoding_keys(keys)
+            } else {
+                current.keys.clone()
+            },
+            public: keys.clone(),
+            built_from,
+        }));
+        if changed {
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -261,18 +308,15 @@ impl KeyStore {
         };
         let set = read_shared(shared);
         let built_from = |c: &Current| c.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &set));
-        if matches!(self.current.read(), Ok(c) if built_from(&c)) {
+        if built_from(&self.current.load()) {
             return;
         }
         let public = set.public_keys();
-        let mut current = match self.current.write() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let _writer = self.writer.lock();
+        let current = self.current.load_full();
         // Another request may have rebuilt them while this one waited for the lock.
         if !built_from(&current) {
-            self.replace(&mut current, &public);
-            current.built_from = Some(set);
+            self.replace(&current, &public, Some(set));
         }
     }
 
@@ -357,41 +401,54 @@ impl KeyStore {
     }
 
     /// One load of the source.
-    async fn load(&self) -> Result<PublicKeys, String> {
+    async fn load(&self) -> Result<PublicKeys, KeySourceError> {
         self.loads.fetch_add(1, Ordering::Relaxed);
         match &self.loader {
             Loader::Url { client, url } => fetch(client, url).await,
             Loader::Shared(shared) => Ok(read_shared(shared).public_keys()),
             Loader::Disk(disk) => {
                 let disk = disk.clone();
-                tokio::task::spawn_blocking(move || disk.read())
-                    .await
-                    .map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(move || disk.read()).await?
             }
         }
     }
 }
 
-fn absolute(path: &std::path::Path) -> Result<PathBuf, ResourceError> {
-    std::path::absolute(path).map_err(|e| ResourceError::Keys(format!("{}: {e}", path.display())))
+fn absolute(path: &std::path::Path) -> Result<PathBuf, KeySourceError> {
+    std::path::absolute(path).map_err(|source| KeySourceError::Path {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// One GET of the JWKS, bounded in time and size.
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<PublicKeys, String> {
-    let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<PublicKeys, KeySourceError> {
+    let failed = |source| KeySourceError::Fetch {
+        url: url.to_owned(),
+        source,
+    };
+    let mut resp = client.get(url).send().await.map_err(failed)?;
     if !resp.status().is_success() {
-        return Err(format!("{url} answered {}", resp.status()));
+        return Err(KeySourceError::Status {
+            url: url.to_owned(),
+            status: resp.status(),
+        });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_JWKS_BYTES {
-            return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(KeySourceError::TooLarge {
+                url: url.to_owned(),
+            });
         }
     }
-    let keys = keys::parse_jwks(&body).map_err(|e| format!("{url}: {e}"))?;
+    let keys = keys::parse_jwks(&body).map_err(|source| KeySourceError::Jwks {
+        url: url.to_owned(),
+        source,
+    })?;
     if keys.is_empty() {
-        return Err(format!("{url}: the JWKS holds no Ed25519 signing key"));
+        return Err(KeySourceError::Empty(format!("JWKS {url}")));
     }
     Ok(keys)
 }

@@ -14,34 +14,41 @@
 pub mod bearer;
 pub mod cache;
 pub mod catalog;
+pub mod claims;
 pub mod error;
 pub mod keys;
 pub mod watch;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::{header, Method, Request, Response, StatusCode};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::ResourceConfig;
 use crate::http::response::{self, Body};
 use crate::keys::KeySet;
 use cache::TokenCache;
-use catalog::Catalog;
-pub use error::{BearerError, ResourceError};
-use keys::KeyStore;
+use catalog::{Catalog, DocumentError};
+pub use error::BearerError;
+use keys::{KeySourceError, KeyStore};
+use watch::WatchError;
 
 /// Documents are protected: a shared cache must not keep them, and a private cache must
 /// revalidate (cheaply, with the `ETag`) so that a change is seen at once.
 const DOCUMENT_CACHE_CONTROL: &str = "private, no-cache";
 
-/// A spawned task that is aborted when its owner is dropped.
-#[derive(Debug)]
-pub(crate) struct TaskGuard(pub tokio::task::JoinHandle<()>);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Why the resource role could not start, or a reload of its routes was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("resource key source: {0}")]
+    Keys(#[from] KeySourceError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error("loading documents failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The answer to a request for a route, with the client it was served to (for the log).
@@ -50,24 +57,28 @@ pub struct Outcome {
     pub client_id: Option<String>,
 }
 
+/// A reloaded route table, loaded and watched, not yet in force.
+pub struct Prepared {
+    catalog: Arc<Catalog>,
+    watch: watch::Watch,
+    token_cache_size: usize,
+}
+
 /// Shared state of the resource role. Dropping it stops its watcher and refresh task.
 pub struct ResourceState {
     realm: String,
     /// Replaced as a whole when the configuration is reloaded.
-    catalog: RwLock<Arc<Catalog>>,
+    catalog: ArcSwap<Catalog>,
     keys: Arc<KeyStore>,
     /// Tokens verified recently (see [`cache`]).
     tokens: TokenCache,
     /// Watches the files of the catalog in force (and the key files).
-    watch: Mutex<watch::Watch>,
-    _refresh: Option<TaskGuard>,
+    watch: ArcSwap<watch::Watch>,
+    _refresh: Option<AbortOnDropHandle<()>>,
 }
 
 /// Starts one watcher for everything: the documents first, then the key source if on disk.
-fn watch_files(
-    catalog: &Arc<Catalog>,
-    keys: &Arc<KeyStore>,
-) -> Result<watch::Watch, ResourceError> {
+fn watch_files(catalog: &Arc<Catalog>, keys: &Arc<KeyStore>) -> Result<watch::Watch, WatchError> {
     let mut targets: Vec<watch::Target> = catalog
         .files()
         .map(|f| watch::Target::File(f.to_owned()))
@@ -91,7 +102,7 @@ impl ResourceState {
     /// called inside a Tokio runtime.
     pub async fn build(
         config: &ResourceConfig,
-        local_keys: Option<Arc<RwLock<Arc<KeySet>>>>,
+        local_keys: Option<Arc<ArcSwap<KeySet>>>,
     ) -> Result<Self, ResourceError> {
         let catalog = Arc::new(Catalog::build(config)?);
         let keys = Arc::new(
@@ -107,7 +118,7 @@ impl ResourceState {
             let retry = config
                 .jwks_min_refetch
                 .max(std::time::Duration::from_secs(1));
-            TaskGuard(tokio::spawn(async move {
+            AbortOnDropHandle::new(tokio::spawn(async move {
                 loop {
                     let wait = if keys.is_ready() { every } else { retry };
                     tokio::time::sleep(wait).await;
@@ -121,47 +132,43 @@ impl ResourceState {
         }
         Ok(Self {
             realm: config.realm.clone(),
-            catalog: RwLock::new(catalog),
+            catalog: ArcSwap::new(catalog),
             keys,
             tokens: TokenCache::new(config.token_cache_size),
-            watch: Mutex::new(watch),
+            watch: ArcSwap::from_pointee(watch),
             _refresh: refresh,
         })
     }
 
-    /// Applies the routes of a reloaded configuration (SIGHUP): every document is loaded and
-    /// the new files are watched before the new route table replaces the old one, so a failed
-    /// reload changes nothing. The key source, issuer and realm take effect only on restart.
-    pub async fn reload(&self, config: &ResourceConfig) -> Result<(), ResourceError> {
+    /// Loads every document of a reloaded configuration (SIGHUP) and starts watching the new
+    /// files; nothing in force changes until [`ResourceState::commit`]. The key source, issuer
+    /// and realm take effect only on restart.
+    pub async fn prepare(&self, config: &ResourceConfig) -> Result<Prepared, ResourceError> {
         let routes = config.clone();
-        let catalog = tokio::task::spawn_blocking(move || Catalog::build(&routes))
-            .await
-            .map_err(|e| ResourceError::Internal(format!("loading documents: {e}")))??;
+        let catalog = tokio::task::spawn_blocking(move || Catalog::build(&routes)).await??;
         let catalog = Arc::new(catalog);
         let watch = watch_files(&catalog, &self.keys)?;
-        match self.catalog.write() {
-            Ok(mut c) => *c = catalog,
-            Err(poisoned) => *poisoned.into_inner() = catalog,
-        }
-        // The old watcher stops when dropped here.
-        match self.watch.lock() {
-            Ok(mut w) => *w = watch,
-            Err(poisoned) => *poisoned.into_inner() = watch,
-        }
-        // Cached claims are checked against the new routes on every request; only the bound
-        // changes here.
-        self.tokens.set_capacity(config.token_cache_size);
-        for path in config.routes.iter().map(|r| r.path.as_str()) {
+        Ok(Prepared {
+            catalog,
+            watch,
+            token_cache_size: config.token_cache_size,
+        })
+    }
+
+    /// Puts a prepared route table in force; the previous watcher stops.
+    pub fn commit(&self, prepared: Prepared) {
+        for path in prepared.catalog.paths() {
             tracing::info!(route = path, "serving route");
         }
-        Ok(())
+        self.catalog.store(prepared.catalog);
+        self.watch.store(Arc::new(prepared.watch));
+        // Cached claims are checked against the new routes on every request; only the bound
+        // changes here.
+        self.tokens.set_capacity(prepared.token_cache_size);
     }
 
     fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.catalog.load_full()
     }
 
     /// Ready when there is a key to verify tokens with (documents are loaded at start).

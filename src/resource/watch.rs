@@ -15,8 +15,16 @@ use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::error::ResourceError;
-use super::TaskGuard;
+use tokio_util::task::AbortOnDropHandle;
+
+/// A directory that cannot be watched.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {} for changes: {source}", dir.display())]
+pub struct WatchError {
+    pub dir: PathBuf,
+    #[source]
+    pub source: notify::Error,
+}
 
 /// How long to wait after the first event for the rest of a burst. Well under the 1 second
 /// within which a change must be visible.
@@ -63,7 +71,7 @@ impl Target {
 /// A running watch; stops when dropped.
 pub struct Watch {
     _watcher: Box<dyn Watcher + Send + Sync>,
-    _task: TaskGuard,
+    _task: AbortOnDropHandle<()>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -87,7 +95,7 @@ fn changes_content(kind: &EventKind) -> bool {
 pub fn start(
     targets: Vec<Target>,
     on_change: impl Fn(usize) + Send + Sync + 'static,
-) -> Result<Watch, ResourceError> {
+) -> Result<Watch, WatchError> {
     let targets = Arc::new(targets);
     let (tx, rx) = mpsc::unbounded_channel::<Vec<usize>>();
     let handler = {
@@ -117,12 +125,12 @@ pub fn start(
             // one-second promise, at the cost of a directory scan every POLL_INTERVAL.
             tracing::warn!(%error, "cannot use native file events; polling for changes instead");
             let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
-            Box::new(notify::PollWatcher::new(handler, config).map_err(|e| {
-                ResourceError::Watch {
-                    dir: "(all)".into(),
-                    cause: e.to_string(),
-                }
-            })?)
+            Box::new(
+                notify::PollWatcher::new(handler, config).map_err(|source| WatchError {
+                    dir: PathBuf::from("(polling)"),
+                    source,
+                })?,
+            )
         }
     };
     let mut dirs: Vec<&Path> = targets.iter().filter_map(Target::dir).collect();
@@ -131,16 +139,16 @@ pub fn start(
     for dir in dirs {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| ResourceError::Watch {
-                dir: dir.display().to_string(),
-                cause: e.to_string(),
+            .map_err(|source| WatchError {
+                dir: dir.to_owned(),
+                source,
             })?;
     }
     let on_change = Arc::new(on_change);
     let task = tokio::spawn(debounce(rx, on_change));
     Ok(Watch {
         _watcher: watcher,
-        _task: TaskGuard(task),
+        _task: AbortOnDropHandle::new(task),
     })
 }
 

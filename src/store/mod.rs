@@ -8,8 +8,6 @@
 
 pub mod schema;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
@@ -17,6 +15,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::domain::{ClientId, Resource, Scope};
+use crate::time::now_unix;
 use schema::{clients, store_state};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -196,13 +195,6 @@ pub struct ClientChanges {
     pub scopes: Option<Vec<Scope>>,
     pub secret_hash: Option<String>,
     pub enabled: Option<bool>,
-}
-
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[derive(QueryableByName)]

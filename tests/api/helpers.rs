@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use secrecy::ExposeSecret;
 use steelcut::app::App;
-use steelcut::auth::client_auth::{generate_secret, hash_secret};
+use steelcut::auth::password::{generate_secret, hash_secret};
 use steelcut::config::{Argon2Params, Config, DatabaseConfig, DatabaseUrl};
 use steelcut::domain::{ClientId, Resource, Scope};
 use steelcut::store::{NewClient, Store};

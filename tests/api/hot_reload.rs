@@ -230,11 +230,7 @@ async fn a_configuration_reload_swaps_the_routes_and_watches_the_new_files() {
         .replace("protected_resource.json", "v2.json");
     std::fs::write(&r.app.config_path, text).unwrap();
     let config = steelcut::config::Config::load(&r.app.config_path).unwrap();
-    let resource = r.app.state.resource.as_ref().unwrap();
-    resource
-        .reload(config.resource.as_ref().unwrap())
-        .await
-        .unwrap();
+    r.app.state.reload(config).await.unwrap();
     // 3. The old route is gone and the new one serves its file.
     assert_eq!(get_with_token(&r.app, &r.token).await.status(), 404);
     let get_v2 = || {
@@ -260,10 +256,9 @@ async fn a_configuration_reload_swaps_the_routes_and_watches_the_new_files() {
 #[tokio::test]
 async fn a_configuration_reload_with_a_broken_file_changes_nothing() {
     let r = reloading_app().await;
-    let mut config = (*r.app.state.config.resource.as_ref().unwrap()).clone();
-    config.routes[0].file = r.app.dir.path().join("missing.json");
-    let resource = r.app.state.resource.as_ref().unwrap();
-    let error = resource.reload(&config).await.unwrap_err().to_string();
+    let mut config = r.app.state.config.clone();
+    config.resource.as_mut().unwrap().routes[0].file = r.app.dir.path().join("missing.json");
+    let error = r.app.state.reload(config).await.unwrap_err().to_string();
     assert!(
         error.contains("/api_v0.0.1") && error.contains("missing.json"),
         "{error}"

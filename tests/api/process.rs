@@ -68,7 +68,8 @@ impl Daemon {
                 )
             })
             .expect("recv");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        // One `KEY=value` per line; the trailing newline is not part of the message.
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
     }
 
     fn signal(&self, name: &str) {

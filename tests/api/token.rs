@@ -70,7 +70,7 @@ async fn a_registered_client_gets_a_bearer_token_with_basic_authentication() {
     let app = spawn_app().await;
     let client = app.add_client(&["api_v0.0.1"], &[]).await;
     // 2. The client asks for a token.
-    let before = steelcut::store::now_unix();
+    let before = steelcut::time::now_unix();
     let resp = app
         .token_basic(&client, &[CC, ("resource", "api_v0.0.1")])
         .await;

@@ -13,7 +13,15 @@ use http::{header, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::cli::AuthMethod;
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMethod {
+    /// HTTP Basic (`client_secret_basic`), which every server must support.
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`), as the
+    /// original client sent them.
+    Post,
+}
 
 /// The largest token endpoint answer read (a token response is a few hundred bytes).
 const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;

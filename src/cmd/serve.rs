@@ -5,17 +5,19 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
-use tokio::signal::unix::{signal, SignalKind};
+use anyhow::{anyhow, Context, Result};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
+use sd_notify::NotifyState;
+
+use super::args::ConfigArg;
+use crate::app::state::ReloadError;
 use crate::app::{App, AppState};
-use crate::cli::ConfigArg;
 use crate::config::{Config, ConfigError, LogFormat, Problem};
 use crate::keys::KeySet;
-use crate::notify;
 
 /// Changes the log filter of the running process (SIGHUP).
 pub type LogHandle = reload::Handle<EnvFilter, Registry>;
@@ -111,14 +113,12 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
             startup_ms = started.elapsed().as_millis() as u64,
             "listening"
         );
-        let signals = SignalLoop {
-            state: state.clone(),
-            path,
-            log,
-        };
+        // Handlers first: a SIGHUP sent as soon as READY=1 arrives must reload, not kill.
+        let signals = SignalLoop::install(state.clone(), path, log)
+            .context("cannot install the signal handlers")?;
         let run = app.run_until(signals.run());
         // Listeners are bound, migrations checked, keys and documents loaded: tell systemd.
-        notify::notify("READY=1\nSTATUS=serving");
+        notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
         run.await;
         tracing::info!("stopped");
         Ok(())
@@ -131,50 +131,43 @@ struct SignalLoop {
     state: Arc<AppState>,
     path: std::path::PathBuf,
     log: Option<LogHandle>,
+    term: Signal,
+    int: Signal,
+    hup: Signal,
 }
 
 impl SignalLoop {
-    async fn run(self) {
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            return std::future::pending().await;
-        };
+    fn install(
+        state: Arc<AppState>,
+        path: std::path::PathBuf,
+        log: Option<LogHandle>,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            state,
+            path,
+            log,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn run(mut self) {
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                _ = hup.recv() => self.reload().await,
+                _ = self.term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = self.int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = self.hup.recv() => self.reload().await,
             }
         }
-        notify::notify("STOPPING=1");
+        notify(&[NotifyState::Stopping]);
     }
 
     async fn reload(&self) {
-        notify::reloading();
+        notify(&[NotifyState::Reloading, monotonic_now()]);
         tracing::info!(file = %self.path.display(), "SIGHUP: reloading the configuration");
         let metrics = &self.state.metrics;
-        let outcome = match Config::load(&self.path) {
-            Err(e) => Err(e.to_string()),
-            Ok(config) => {
-                let level = config.log.level.clone();
-                match self.state.reload(config).await {
-                    Ok(restart) => {
-                        if let Some(handle) = &self.log {
-                            if std::env::var_os("RUST_LOG").is_none() {
-                                let _ = handle.reload(filter(&level));
-                            }
-                        }
-                        Ok(restart)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match outcome {
+        match self.apply().await {
             Ok(restart) => {
                 metrics.reloads.fetch_add(1, Ordering::Relaxed);
                 if !restart.is_empty() {
@@ -184,21 +177,60 @@ impl SignalLoop {
                     );
                 }
                 tracing::info!("configuration reloaded");
-                notify::notify("READY=1\nSTATUS=serving (configuration reloaded)");
+                notify(&[
+                    NotifyState::Ready,
+                    NotifyState::Status("serving (configuration reloaded)"),
+                ]);
             }
             Err(e) => {
                 metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
                 // Every problem, key and file, one per line, then keep serving the old config.
-                for line in e.lines() {
+                let text = e.to_string();
+                for line in text.lines() {
                     tracing::error!("reload refused: {}", line.trim());
                 }
-                let first = e.lines().next().unwrap_or("invalid configuration");
-                notify::notify(&format!(
-                    "READY=1\nSTATUS=reload failed, still serving the previous configuration: {first}"
-                ));
+                let first = text.lines().next().unwrap_or("invalid configuration");
+                let status =
+                    format!("reload failed, still serving the previous configuration: {first}");
+                notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
             }
         }
     }
+
+    /// Loads the file and applies it; returns the changed settings that need a restart.
+    async fn apply(&self) -> Result<Vec<&'static str>, ReloadFailure> {
+        let config = Config::load(&self.path)?;
+        let level = config.log.level.clone();
+        let restart = self.state.reload(config).await?;
+        if let Some(handle) = &self.log {
+            if std::env::var_os("RUST_LOG").is_none() {
+                let _ = handle.reload(filter(&level));
+            }
+        }
+        Ok(restart)
+    }
+}
+
+/// Why a SIGHUP reload was refused.
+#[derive(Debug, thiserror::Error)]
+enum ReloadFailure {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Apply(#[from] ReloadError),
+}
+
+/// Tells systemd (when it started us with `NOTIFY_SOCKET`) how the service is doing. A failure
+/// is logged, never fatal: the daemon works the same without systemd.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify the service manager");
+    }
+}
+
+/// `MONOTONIC_USEC`, which systemd expects alongside `RELOADING=1`.
+fn monotonic_now() -> NotifyState<'static> {
+    NotifyState::monotonic_usec_now().unwrap_or(NotifyState::MonotonicUsec(0))
 }
 
 /// RFC 6749 section 3.2 requires TLS on the token endpoint.

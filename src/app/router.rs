@@ -10,8 +10,8 @@ use std::time::Instant;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::response::{self, Body};
-use crate::app::AppState;
+use super::state::AppState;
+use crate::http::response::{self, Body};
 
 /// The hyper service: cheap to clone, all state behind one `Arc`.
 #[derive(Clone)]

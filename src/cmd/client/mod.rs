@@ -23,19 +23,73 @@ pub mod wire;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::cli::{AuthMethod, GetArgs, TokenArgs, TokenSource};
+use clap::Args;
+
+use crate::time::now_unix;
 use cache::{CacheKey, CachedToken, TokenCache};
+use wire::AuthMethod;
 use wire::{ClientError, TokenParams};
 
 /// The environment variable holding the client secret.
 pub const SECRET_ENV: &str = "STEELCUT_CLIENT_SECRET";
 
+/// How to obtain a token from an authorization server.
+#[derive(Debug, Clone, Args)]
+pub struct TokenSource {
+    /// The token endpoint, e.g. http://127.0.0.1:8080/token.
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// The client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// A file holding the client secret (otherwise `STEELCUT_CLIENT_SECRET`).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Refused: a secret on the command line is visible to every user in `ps`.
+    #[arg(long, hide = true)]
+    pub client_secret: Option<String>,
+    /// How to send the client credentials (RFC 6749 section 2.3.1).
+    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
+    pub auth_method: AuthMethod,
+    /// The resource to request (RFC 8707); repeat for several.
+    #[arg(long = "resource")]
+    pub resources: Vec<String>,
+    /// Space-separated scopes to request.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Do not read or write the token cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Token cache file (default: `$XDG_CACHE_HOME/steelcut/tokens.json`).
+    #[arg(long)]
+    pub cache_file: Option<PathBuf>,
+    /// Reuse a cached token only while it has more than this many seconds left.
+    #[arg(long, default_value_t = 60)]
+    pub margin_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub source: TokenSource,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The resource URL, e.g. http://127.0.0.1:8080/api_v0.0.1.
+    pub url: String,
+    /// Use this access token instead of requesting one (`-` reads it from standard input).
+    #[arg(long, conflicts_with = "token_url")]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub source: TokenSource,
+}
 /// `steelcutd token`: prints an access token (from the cache when one is still good).
 pub fn token_command(args: &TokenArgs) -> Result<()> {
     let source = TokenSource::checked(&args.source)?;
@@ -369,10 +423,6 @@ fn read_token_from_stdin() -> Result<String> {
         bail!("--token -: standard input is empty");
     }
     Ok(token.to_owned())
-}
-
-fn now_unix() -> i64 {
-    crate::store::now_unix()
 }
 
 #[cfg(test)]

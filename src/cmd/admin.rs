@@ -8,12 +8,114 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use secrecy::ExposeSecret;
 
-use crate::auth::client_auth::{generate_secret, hash_secret};
-use crate::cli::{ClientCommand, ConfigArg, DbArgs, KeysCommand};
+use crate::auth::password::{generate_secret, hash_secret};
+use clap::Subcommand;
+
+use super::args::{ConfigArg, DbArgs};
 use crate::config::{Argon2Params, Config, DatabaseConfig, DatabaseUrl};
 use crate::domain::{parse_grant_type, ClientId, Resource, Scope, CLIENT_CREDENTIALS};
 use crate::keys::{self, KeySet};
 use crate::store::{Client, ClientChanges, NewClient, Store, StoreError};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its id and secret once.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A resource (audience) the client may request; repeat for several.
+        #[arg(long = "resource", required = true)]
+        resources: Vec<String>,
+        /// A scope the client may request; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The grant type the client may use.
+        #[arg(long, default_value = "client_credentials")]
+        grant_type: String,
+    },
+    /// Change a client. Options not given stay as they are.
+    Update {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The client id.
+        id: String,
+        /// Replace the allowed grant type.
+        #[arg(long)]
+        grant_type: Option<String>,
+        /// Replace the allowed resources; repeat for several.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// Replace the allowed scopes; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Remove every scope.
+        #[arg(long, conflicts_with = "scopes")]
+        clear_scopes: bool,
+        /// Generate a new secret (printed once); the old one stops working.
+        #[arg(long)]
+        new_secret: bool,
+        /// Refuse tokens to this client.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Allow tokens to this client again.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Delete a client.
+    Remove {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The client id.
+        id: String,
+    },
+    /// List clients (never secrets or hashes).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client as JSON (never its secret or hash).
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new signing key; it signs from the next start or reload.
+    Generate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Key directory (default: `[keys] dir` of the config).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// List keys: kid, creation time, which one signs.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Write the public JWKS (for resource-only nodes' `jwks_file`).
+    ExportPublic {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
 
 /// Loads the config through the same path as `serve`.
 pub fn load_config(arg: &ConfigArg) -> Result<Config> {
@@ -298,27 +400,6 @@ fn key_dir(config: &ConfigArg, dir: Option<PathBuf>) -> Result<PathBuf> {
     })
 }
 
-fn format_time(ms: i64) -> String {
-    // RFC 3339 in UTC without pulling in a date crate: days from the civil-from-days algorithm.
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 /// `keys ...`.
 pub fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
@@ -352,7 +433,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
                 println!(
                     "{:<43}  {:<20}  {signing}",
                     k.kid,
-                    format_time(k.created_ms)
+                    crate::time::rfc3339_millis(k.created_ms)
                 );
             }
             Ok(())
@@ -390,16 +471,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_format_as_rfc3339() {
-        assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            super::format_time(1_795_000_000_000),
-            "2026-11-18T11:06:40Z"
-        );
-    }
 }

@@ -1,0 +1,225 @@
+//! Assembling and running the daemon: [`App::build`] turns a [`Config`] into bound sockets and
+//! loaded state (the same code path for `serve` and for the tests, which bind port 0), and
+//! [`App::run_until`] serves until a shutdown future completes.
+
+pub mod router;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::auth::cache::CredentialCache;
+use crate::auth::password::Verifier;
+use crate::auth::AuthState;
+use crate::config::{AuthRole, Config, DatabaseUrl};
+use crate::http::server::serve;
+use crate::http::tls::TlsError;
+use crate::keys::{KeyError, KeySet};
+use crate::metrics::Metrics;
+use crate::resource::{ResourceError, ResourceState};
+use crate::store::{Store, StoreError};
+use router::{Listener, Router};
+pub use state::AppState;
+
+/// Why the daemon could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("client store: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "the PostgreSQL database has {count} pending migration(s) ({names}); the daemon never \
+         alters the schema: run `steelcutd migrate --config {file}` as the owning role"
+    )]
+    PendingMigrations {
+        count: usize,
+        names: String,
+        file: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the argon2 hash workers: {0}")]
+    HashWorkers(#[source] std::io::Error),
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A daemon with its sockets bound and state loaded, ready to serve.
+pub struct App {
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Opens the store (migrating SQLite, checking PostgreSQL), loads or creates keys, loads
+    /// resources, and binds the listeners.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let metrics = Arc::new(Metrics::default());
+        let auth = match config.auth_role() {
+            None => None,
+            Some(role) => Some(build_auth(&config, role, metrics.clone()).await?),
+        };
+        let local_keys = auth.as_ref().map(|a| a.keys.clone());
+        let resource = match &config.resource {
+            None => None,
+            Some(rc) => Some(ResourceState::build(rc, local_keys).await?),
+        };
+        let tls = match &config.server.tls {
+            None => None,
+            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::http::tls::load(t)?))),
+        };
+        let listener = bind(config.server.listen).await?;
+        let admin_listener = match config.server.admin_listen {
+            None => None,
+            Some(addr) => Some(bind(addr).await?),
+        };
+        let state = Arc::new(AppState::new(config, auth, resource, metrics, tls));
+        Ok(Self {
+            listener,
+            admin_listener,
+            state,
+        })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.server.listen)
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let grace = self.state.config.server.shutdown_grace;
+        self.state.mark_ready();
+        let router = Router::new(self.state.clone(), Listener::Main);
+        let tls = self.state.tls.clone();
+        match self.admin_listener {
+            None => serve(self.listener, router, tls, shutdown, grace).await,
+            Some(admin) => {
+                // One shutdown signal for both listeners.
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let admin_router = Router::new(self.state.clone(), Listener::Admin);
+                let mut admin_rx = rx.clone();
+                let admin_task = tokio::spawn(serve(
+                    admin,
+                    admin_router,
+                    None,
+                    async move {
+                        let _ = admin_rx.wait_for(|stop| *stop).await;
+                    },
+                    grace,
+                ));
+                let mut main_rx = rx;
+                let main = serve(
+                    self.listener,
+                    router,
+                    tls,
+                    async move {
+                        let _ = main_rx.wait_for(|stop| *stop).await;
+                    },
+                    grace,
+                );
+                let trigger = async move {
+                    shutdown.await;
+                    let _ = tx.send(true);
+                };
+                tokio::join!(main, trigger);
+                let _ = admin_task.await;
+            }
+        }
+    }
+
+    /// The bound address of the admin listener, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// The auth role: the client store (schema checked), the signing keys (a first one generated
+/// in an empty directory), the hash workers and the credential cache.
+async fn build_auth(
+    config: &Config,
+    role: AuthRole<'_>,
+    metrics: Arc<Metrics>,
+) -> Result<AuthState, StartupError> {
+    let store = Store::open(role.database)?;
+    prepare_schema(&store, config).await?;
+    let dir = role.keys.dir.clone();
+    let (keys, generated) =
+        tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir)).await??;
+    if let Some(kid) = generated {
+        tracing::info!(%kid, dir = %keys.dir.display(), "generated a new signing key");
+    }
+    if let Some(current) = keys.current() {
+        tracing::info!(kid = %current.kid, keys = keys.iter().count(), "signing key loaded");
+    }
+    let auth = role.auth;
+    let (params, limit) = (auth.argon2, auth.max_concurrent_hashes);
+    let verifier = tokio::task::spawn_blocking(move || Verifier::new(params, limit))
+        .await?
+        .map_err(StartupError::HashWorkers)?;
+    let cache = Arc::new(CredentialCache::new(
+        auth.credential_cache_ttl,
+        auth.credential_cache_size,
+    ));
+    CredentialCache::spawn_poller(&cache, store.clone());
+    Ok(AuthState {
+        config: auth.clone(),
+        store,
+        keys: Arc::new(ArcSwap::from_pointee(keys)),
+        verifier,
+        cache,
+        metrics,
+        token_lifetime_secs: auth.token_lifetime.as_secs().into(),
+    })
+}
+
+/// SQLite is migrated in place (it belongs to this node); PostgreSQL is only checked, since it
+/// is shared and the daemon's role may only read.
+async fn prepare_schema(store: &Store, config: &Config) -> Result<(), StartupError> {
+    match store.url() {
+        DatabaseUrl::Sqlite(_) => {
+            let applied = store.run(|s| s.migrate()).await?;
+            for name in applied {
+                tracing::info!(migration = %name, "applied migration");
+            }
+        }
+        DatabaseUrl::Postgres(_) => {
+            let pending = store.run(|s| s.pending_migrations()).await?;
+            if !pending.is_empty() {
+                return Err(StartupError::PendingMigrations {
+                    count: pending.len(),
+                    names: pending.join(", "),
+                    file: config.file.display().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
