@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -12,8 +12,8 @@ fn main() -> ExitCode {
         Command::Serve(arg) => steelcut::cmd::serve::serve(&arg),
         Command::CheckConfig(arg) => steelcut::cmd::serve::check_config(&arg),
         Command::Migrate(db) => steelcut::cmd::admin::migrate(&db),
-        Command::Client(cmd) => steelcut::cmd::admin::client(cmd),
-        Command::Keys(cmd) => steelcut::cmd::admin::keys(cmd),
+        Command::Client(cmd) => steelcut::cmd::clients::run(cmd),
+        Command::Keys(cmd) => steelcut::cmd::keys::run(cmd),
         Command::Token(args) => steelcut::cmd::client::token_command(&args),
         Command::Get(args) => steelcut::cmd::client::get_command(&args),
     };

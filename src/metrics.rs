@@ -1,15 +1,18 @@
 //! Prometheus metrics, rendered in the text exposition format at `GET /metrics`.
 //!
 //! Counters and histograms are plain atomics: recording costs a few nanoseconds and takes no
-//! lock on the token path. Label values come only from fixed sets (outcome codes, configured
-//! route paths, HTTP status codes), never from what a client sends, so an attacker cannot grow
-//! the series count (no raw client ids from failed requests).
+//! lock on any request path (a route's counters are found once, when its route is built, and
+//! kept with it). Label values come only from fixed sets (outcome codes, configured route
+//! paths, HTTP status codes), never from what a client sends, so an attacker cannot grow the
+//! series count (no raw client ids from failed requests).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 /// Outcomes of token requests: `issued` or an RFC 6749 error code.
 pub const TOKEN_OUTCOMES: &[&str] = &[
@@ -71,16 +74,49 @@ impl Histogram {
     }
 }
 
+/// The statuses a protected route answers with, in the order they are rendered; anything
+/// else is counted under the last slot as `other`.
+const ROUTE_STATUSES: [u16; 8] = [200, 304, 400, 401, 403, 405, 503, 0];
+
+/// Requests to one configured route, by status. Shared by every version of the route (a
+/// reload keeps the counts).
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    by_status: [AtomicU64; ROUTE_STATUSES.len()],
+}
+
+impl RouteCounters {
+    /// Counts one answer.
+    pub fn count(&self, status: u16) {
+        let i = ROUTE_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(ROUTE_STATUSES.len() - 1);
+        self.by_status[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters kept elsewhere (by the roles' caches and key stores), read when `/metrics` is
+/// rendered.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub credential_cache_entries: u64,
+    pub credential_cache_hits: u64,
+    pub token_cache_entries: u64,
+    pub token_cache_hits: u64,
+    pub jwks_fetches: u64,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     token_requests: Vec<AtomicU64>,
     pub client_auth_seconds: Histogram,
     pub token_issue_seconds: Histogram,
-    /// (configured route path, status) -> count. Paths come from the config only.
-    resource_requests: Mutex<HashMap<String, BTreeMap<u16, u64>>>,
+    /// Configured route path -> its counters. Replaced whole when a route is added (rare:
+    /// start and reloads); requests never look it up.
+    routes: ArcSwap<HashMap<String, Arc<RouteCounters>>>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
-    pub jwks_fetches: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -89,10 +125,9 @@ impl Default for Metrics {
             token_requests: TOKEN_OUTCOMES.iter().map(|_| AtomicU64::new(0)).collect(),
             client_auth_seconds: Histogram::default(),
             token_issue_seconds: Histogram::default(),
-            resource_requests: Mutex::new(HashMap::new()),
+            routes: ArcSwap::default(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            jwks_fetches: AtomicU64::new(0),
         }
     }
 }
@@ -108,21 +143,22 @@ impl Metrics {
         self.token_requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a request to a configured route.
-    pub fn resource_request(&self, route: &str, status: u16) {
-        if let Ok(mut m) = self.resource_requests.lock() {
-            // Look up by &str first: no allocation once the route has been counted.
-            match m.get_mut(route) {
-                Some(by_status) => *by_status.entry(status).or_insert(0) += 1,
-                None => {
-                    m.insert(route.to_owned(), BTreeMap::from([(status, 1)]));
-                }
-            }
+    /// The counters of the route at `path` (configured paths only), created on first use.
+    pub fn route(&self, path: &str) -> Arc<RouteCounters> {
+        if let Some(c) = self.routes.load().get(path) {
+            return c.clone();
         }
+        let mut found = None;
+        self.routes.rcu(|routes| {
+            let mut routes = HashMap::clone(routes);
+            found = Some(routes.entry(path.to_owned()).or_default().clone());
+            routes
+        });
+        found.unwrap_or_default()
     }
 
     /// The text exposition format (version 0.0.4).
-    pub fn render(&self, extra_jwks_fetches: u64) -> String {
+    pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP steelcut_build_info Build information.\n# TYPE steelcut_build_info gauge\n",
@@ -150,21 +186,7 @@ impl Metrics {
             "steelcut_token_issuance_seconds",
             "Time to answer a token request.",
         );
-        out.push_str("# HELP steelcut_resource_requests_total Requests to protected routes by route and status.\n# TYPE steelcut_resource_requests_total counter\n");
-        if let Ok(m) = self.resource_requests.lock() {
-            let mut routes: Vec<_> = m.iter().collect();
-            routes.sort();
-            for (route, status, n) in routes
-                .into_iter()
-                .flat_map(|(r, s)| s.iter().map(move |(status, n)| (r, status, n)))
-            {
-                let _ = writeln!(
-                    out,
-                    "steelcut_resource_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
-            }
-        }
+        self.render_routes(&mut out);
         for (name, help, value) in [
             (
                 "steelcut_reloads_total",
@@ -178,8 +200,18 @@ impl Metrics {
             ),
             (
                 "steelcut_jwks_fetches_total",
-                "Fetches of a remote JWKS.",
-                self.jwks_fetches.load(Ordering::Relaxed) + extra_jwks_fetches,
+                "Fetches of a remote JWKS (jwks_url), successful or not.",
+                gauges.jwks_fetches,
+            ),
+            (
+                "steelcut_credential_cache_hits_total",
+                "Token requests whose client secret was found in the verified-credential cache.",
+                gauges.credential_cache_hits,
+            ),
+            (
+                "steelcut_token_cache_hits_total",
+                "Resource requests whose token was found in the verified-token cache.",
+                gauges.token_cache_hits,
             ),
         ] {
             let _ = writeln!(
@@ -187,7 +219,49 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        for (name, help, value) in [
+            (
+                "steelcut_credential_cache_entries",
+                "Clients in the verified-credential cache.",
+                gauges.credential_cache_entries,
+            ),
+            (
+                "steelcut_token_cache_entries",
+                "Tokens in the verified-token cache.",
+                gauges.token_cache_entries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         out
+    }
+
+    fn render_routes(&self, out: &mut String) {
+        out.push_str("# HELP steelcut_resource_requests_total Requests to protected routes by route and status.\n# TYPE steelcut_resource_requests_total counter\n");
+        let routes = self.routes.load();
+        let mut paths: Vec<&String> = routes.keys().collect();
+        paths.sort();
+        for path in paths {
+            let counters = &routes[path];
+            for (status, n) in ROUTE_STATUSES.iter().zip(&counters.by_status) {
+                let n = n.load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let status = match status {
+                    0 => "other".to_owned(),
+                    s => s.to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "steelcut_resource_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(path)
+                );
+            }
+        }
     }
 }
 
@@ -208,8 +282,8 @@ mod tests {
         m.token_request("issued");
         m.token_request("made-up");
         m.client_auth_seconds.observe(Duration::from_millis(3));
-        m.resource_request("/api", 200);
-        let text = m.render(0);
+        m.route("/api").count(200);
+        let text = m.render(Gauges::default());
         assert!(text.contains("steelcut_token_requests_total{outcome=\"issued\"} 1"));
         assert!(text.contains("steelcut_token_requests_total{outcome=\"server_error\"} 1"));
         assert!(text.contains("steelcut_client_authentication_seconds_bucket{le=\"0.005\"} 1"));

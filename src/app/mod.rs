@@ -75,7 +75,7 @@ impl App {
         let local_keys = auth.as_ref().map(|a| a.keys.clone());
         let resource = match &config.resource {
             None => None,
-            Some(rc) => Some(ResourceState::build(rc, local_keys).await?),
+            Some(rc) => Some(ResourceState::build(rc, local_keys, metrics.clone()).await?),
         };
         let tls = match &config.server.tls {
             None => None,

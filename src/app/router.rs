@@ -116,12 +116,7 @@ where
         }
     }
     if let Some(resource) = &state.resource {
-        let uri = req.uri().clone();
-        let route = uri.path();
         if let Some(outcome) = resource.handle(req).await {
-            state
-                .metrics
-                .resource_request(route, outcome.response.status().as_u16());
             return (outcome.response, outcome.client_id);
         }
     }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::http::response::{self, Body};
 use crate::http::tls::{TlsError, TlsHandle};
 use crate::keys::KeyError;
-use crate::metrics::Metrics;
+use crate::metrics::{Gauges, Metrics};
 use crate::resource::{ResourceError, ResourceState};
 
 /// Why a reload was refused; the configuration in force stays.
@@ -163,12 +163,17 @@ impl AppState {
 
     /// `/metrics` text, including counters kept by the roles themselves.
     pub fn metrics_text(&self) -> String {
-        let fetches = self
-            .resource
-            .as_ref()
-            .map(|r| r.jwks_fetches())
-            .unwrap_or(0);
-        self.metrics.render(fetches)
+        let mut gauges = Gauges::default();
+        if let Some(auth) = &self.auth {
+            gauges.credential_cache_entries = auth.cache.len() as u64;
+            gauges.credential_cache_hits = auth.cache.hits();
+        }
+        if let Some(resource) = &self.resource {
+            gauges.token_cache_entries = resource.token_cache_len() as u64;
+            gauges.token_cache_hits = resource.token_cache_hits();
+            gauges.jwks_fetches = resource.jwks_fetches();
+        }
+        self.metrics.render(gauges)
     }
 
     /// `/readyz`: 200 once started and while the store answers; 503 otherwise.

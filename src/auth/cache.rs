@@ -21,10 +21,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use parking_lot::RwLock;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -53,6 +54,7 @@ pub struct CredentialCache {
     /// `epoch` plus one (0: never). An atomic, not a lock: every cached request reads it.
     confirmed: AtomicU64,
     epoch: Instant,
+    hits: AtomicU64,
 }
 
 impl CredentialCache {
@@ -70,6 +72,7 @@ impl CredentialCache {
             epoch: Instant::now()
                 .checked_sub(MAX_STALENESS)
                 .unwrap_or_else(Instant::now),
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -105,10 +108,14 @@ impl CredentialCache {
         if !self.enabled() || !self.fresh() {
             return None;
         }
-        let entries = self.entries.read().ok()?;
+        let entries = self.entries.read();
         let entry = entries.get(client_id)?;
         let same: bool = entry.digest.ct_eq(digest).into();
-        (same && entry.expires > Instant::now()).then(|| entry.client.clone())
+        let hit = same && entry.expires > Instant::now();
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit.then(|| entry.client.clone())
     }
 
     /// Remembers a successful verification. `generation` is the counter value read before the
@@ -117,9 +124,7 @@ impl CredentialCache {
         if !self.enabled() {
             return;
         }
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
+        let mut entries = self.entries.write();
         // Compared under the lock that `observe` holds while it swaps the counter and empties
         // the map: checked before taking it, a change observed in between would be emptied
         // first and this stale entry written after, to outlive the change.
@@ -160,10 +165,7 @@ impl CredentialCache {
     /// old as the moment the query left, however long the answer took.
     pub fn observe(&self, generation: i64, sent: Instant) {
         if self.generation.load(Ordering::Acquire) != generation {
-            let mut entries = match self.entries.write() {
-                Ok(e) => e,
-                Err(p) => p.into_inner(),
-            };
+            let mut entries = self.entries.write();
             self.generation.store(generation, Ordering::Release);
             entries.clear();
         }
@@ -172,8 +174,13 @@ impl CredentialCache {
         self.confirmed.fetch_max(nanos, Ordering::AcqRel);
     }
 
+    /// Requests answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.read().map(|e| e.len()).unwrap_or(0)
+        self.entries.read().len()
     }
 
     pub fn is_empty(&self) -> bool {

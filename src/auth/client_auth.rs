@@ -5,7 +5,7 @@ use base64::Engine;
 use secrecy::SecretString;
 
 use super::error::TokenError;
-use crate::http::request::Form;
+use crate::http::request::{Authorization, AuthorizationError, Form};
 
 /// Credentials presented by a client. The secret stays wrapped until the verify call.
 pub struct Credentials {
@@ -35,7 +35,7 @@ fn form_decode(s: &str) -> Option<String> {
 /// Extracts the client's credentials, enforcing one authentication method per request
 /// (RFC 6749 section 2.3).
 pub fn extract(
-    authorization: Result<Option<(String, String)>, ()>,
+    authorization: Result<Option<Authorization<'_>>, AuthorizationError>,
     form: &Form,
 ) -> Result<Credentials, TokenError> {
     let repeated =
@@ -43,11 +43,11 @@ pub fn extract(
     let body_id = form.single("client_id").map_err(repeated)?;
     let body_secret = form.single("client_secret").map_err(repeated)?;
     match authorization {
-        Err(()) => Err(TokenError::InvalidRequest(
+        Err(_) => Err(TokenError::InvalidRequest(
             "malformed Authorization header".into(),
         )),
-        Ok(Some((scheme, value))) => {
-            if !scheme.eq_ignore_ascii_case("basic") {
+        Ok(Some(header)) => {
+            if !header.is("basic") {
                 return Err(invalid_client(
                     "unsupported authentication scheme: use HTTP Basic or client_secret_post",
                     true,
@@ -56,7 +56,7 @@ pub fn extract(
             let malformed =
                 || TokenError::InvalidRequest("malformed HTTP Basic credentials".into());
             let decoded = base64::engine::general_purpose::STANDARD
-                .decode(value.as_bytes())
+                .decode(header.credentials.as_bytes())
                 .map_err(|_| malformed())?;
             let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
             let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
@@ -113,7 +113,11 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         // RFC 6749 section 2.3.1: "a b" is sent as "a+b", ':' inside as %3A.
         let value = base64::engine::general_purpose::STANDARD.encode("my+id:s%3Ac+r");
-        let c = extract(Ok(Some(("Basic".into(), value))), &form("")).ok();
+        let header = Authorization {
+            scheme: "Basic",
+            credentials: &value,
+        };
+        let c = extract(Ok(Some(header)), &form("")).ok();
         assert_eq!(c.as_ref().map(|c| c.client_id.as_str()), Some("my id"));
         assert_eq!(
             c.map(|c| c.secret.expose_secret().to_owned()),
@@ -124,7 +128,11 @@ mod tests {
     #[test]
     fn two_methods_at_once_are_an_invalid_request() {
         let value = base64::engine::general_purpose::STANDARD.encode("a:b");
-        let e = extract(Ok(Some(("basic".into(), value))), &form("client_secret=x")).err();
+        let header = Authorization {
+            scheme: "basic",
+            credentials: &value,
+        };
+        let e = extract(Ok(Some(header)), &form("client_secret=x")).err();
         assert_eq!(e.map(|e| e.code()), Some("invalid_request"));
     }
 }

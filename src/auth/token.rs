@@ -112,34 +112,10 @@ where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (parts, body) = req.into_parts();
-    // Section 4.4.2: the parameters are sent form-encoded; anything else is malformed.
-    if !request::has_content_type(&parts.headers, "application/x-www-form-urlencoded") {
-        return Err(TokenError::InvalidRequest(
-            "Content-Type must be application/x-www-form-urlencoded".into(),
-        ));
-    }
-    let body = request::read_body(body).await.map_err(|e| match e {
-        BodyError::TooLarge => TokenError::TooLarge,
-        BodyError::Read(m) => TokenError::InvalidRequest(m),
-    })?;
-    let form = Form::parse(&body);
+    let (form, credentials) = read_request(req).await?;
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
-
-    let grant_type = form.single("grant_type").map_err(repeated)?;
     let scope_param = form.single("scope").map_err(repeated)?;
-    let credentials = client_auth::extract(request::authorization(&parts.headers), &form)?;
-    match grant_type {
-        None => return Err(TokenError::InvalidRequest("grant_type is required".into())),
-        Some(CLIENT_CREDENTIALS) => {}
-        Some(other) => {
-            return Err(TokenError::UnsupportedGrantType(format!(
-                "grant type {:?} is not supported; use client_credentials",
-                truncate(other)
-            )))
-        }
-    }
 
     let auth_started = std::time::Instant::now();
     let client = authenticate(state, credentials).await;
@@ -157,16 +133,60 @@ where
     }
     let resources = select_resources(&client, &form.all("resource"))?;
     let scopes = select_scopes(&client, scope_param)?;
+    let body = mint(state, &client, &resources, &scopes)?;
+    Ok(response::no_store(response::json_bytes(
+        StatusCode::OK,
+        body,
+    )))
+}
 
+/// Reads the form (RFC 6749 section 4.4.2) and the client's credentials; checks the grant type.
+async fn read_request<B>(req: Request<B>) -> Result<(Form, Credentials), TokenError>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    // Section 4.4.2: the parameters are sent form-encoded; anything else is malformed.
+    if !request::has_content_type(&parts.headers, "application/x-www-form-urlencoded") {
+        return Err(TokenError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let body = request::read_body(body).await.map_err(|e| match e {
+        BodyError::TooLarge => TokenError::TooLarge,
+        BodyError::Read(m) => TokenError::InvalidRequest(m),
+    })?;
+    let form = Form::parse(&body);
+    let repeated =
+        |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
+    let grant_type = form.single("grant_type").map_err(repeated)?;
+    let credentials = client_auth::extract(request::authorization(&parts.headers), &form)?;
+    match grant_type {
+        None => Err(TokenError::InvalidRequest("grant_type is required".into())),
+        Some(CLIENT_CREDENTIALS) => Ok((form, credentials)),
+        Some(other) => Err(TokenError::UnsupportedGrantType(format!(
+            "grant type {:?} is not supported; use client_credentials",
+            truncate(other)
+        ))),
+    }
+}
+
+/// Signs an access token for `client` and returns the success body (RFC 6749 section 5.1).
+fn mint(
+    state: &AuthState,
+    client: &Client,
+    resources: &[Resource],
+    scopes: &[String],
+) -> Result<Vec<u8>, TokenError> {
     let keys = state.keys();
     let key = keys.current().ok_or(InternalError::NoSigningKey)?;
     let now = now_unix();
     let lifetime = state.token_lifetime_secs();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
-    let aud = if resources.len() == 1 {
-        Audience::One(resources[0].as_str())
-    } else {
-        Audience::Many(resources.iter().map(|r| r.as_str()).collect())
+    let aud = match resources {
+        [one] => Audience::One(one.as_str()),
+        many => Audience::Many(many.iter().map(|r| r.as_str()).collect()),
     };
     let jti: [u8; 16] = rand::random();
     let claims = Claims {
@@ -181,9 +201,8 @@ where
         scope: scope.as_deref(),
     };
     let claims_json = serde_json::to_vec(&claims).map_err(InternalError::from)?;
-    let token = key.sign_jwt(&claims_json);
     let body = TokenResponse {
-        access_token: token,
+        access_token: key.sign_jwt(&claims_json),
         token_type: "Bearer",
         expires_in: lifetime,
         scope: scope.as_deref(),
@@ -191,12 +210,8 @@ where
         not_before: claims.nbf,
         resource: claims.aud,
     };
-    let body = serde_json::to_vec(&body).map_err(InternalError::from)?;
     tracing::debug!(client_id = %client.client_id, kid = %key.kid, "access token issued");
-    Ok(response::no_store(response::json_bytes(
-        StatusCode::OK,
-        body,
-    )))
+    Ok(serde_json::to_vec(&body).map_err(InternalError::from)?)
 }
 
 /// Looks the client up and verifies its secret. Unknown, disabled and wrong-secret clients get

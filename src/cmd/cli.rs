@@ -3,9 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
-use super::admin::{ClientCommand, KeysCommand};
 use super::args::{ConfigArg, DbArgs};
 use super::client::{GetArgs, TokenArgs};
+use super::clients::ClientCommand;
+use super::keys::KeysCommand;
 
 /// steelcutd: OAuth 2.0 client-credentials authorization server and JSON resource server.
 #[derive(Debug, Parser)]

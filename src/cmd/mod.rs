@@ -1,6 +1,6 @@
 //! The command line side, apart from the server roles: parsing ([`cli`]), running the daemon
-//! ([`serve`]: `serve` and `check-config`), the admin commands ([`admin`]: `migrate`,
-//! `client ...`, `keys ...`) and the client helpers ([`client`]: `token`, `get`).
+//! ([`serve`]: `serve` and `check-config`), the admin commands ([`admin`]: `migrate`;
+//! [`clients`]: `client ...`; [`keys`]: `keys ...`) and the client helpers ([`client`]: `token`, `get`).
 //!
 //! Top of the dependency order: these modules use the server's assembly ([`crate::app`]), the
 //! roles and the bottom layers; nothing outside `cmd` imports them.
@@ -9,4 +9,6 @@ pub mod admin;
 pub mod args;
 pub mod cli;
 pub mod client;
+pub mod clients;
+pub mod keys;
 pub mod serve;

@@ -84,18 +84,50 @@ pub fn has_content_type(headers: &http::HeaderMap, media: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
 }
 
-/// The `Authorization` header split into scheme and credentials, if present and ASCII.
-/// `Err(())` means a header is present but unusable.
-#[allow(clippy::result_unit_err)]
-pub fn authorization(headers: &http::HeaderMap) -> Result<Option<(String, String)>, ()> {
+/// Why an `Authorization` header cannot be used at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorizationError {
+    /// RFC 9110 section 11.6.2 allows one set of credentials per request.
+    #[error("send one Authorization header")]
+    Repeated,
+    #[error("the Authorization header is not ASCII")]
+    NotAscii,
+}
+
+/// An `Authorization` header split at the first space (RFC 9110 section 11.4): the scheme, and
+/// the credentials (trimmed, possibly empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorization<'a> {
+    pub scheme: &'a str,
+    pub credentials: &'a str,
+}
+
+impl Authorization<'_> {
+    /// Whether the scheme is `name` (schemes are case-insensitive, RFC 9110 section 11.1).
+    pub fn is(&self, name: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(name)
+    }
+}
+
+/// The request's one `Authorization` header, if present: the only parser of that header,
+/// shared by the token endpoint (Basic) and the resource server (Bearer).
+pub fn authorization(
+    headers: &http::HeaderMap,
+) -> Result<Option<Authorization<'_>>, AuthorizationError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(());
+        return Err(AuthorizationError::Repeated);
     }
-    let value = value.to_str().map_err(|_| ())?.trim();
-    let (scheme, rest) = value.split_once(' ').ok_or(())?;
-    Ok(Some((scheme.to_owned(), rest.trim().to_owned())))
+    let value = value
+        .to_str()
+        .map_err(|_| AuthorizationError::NotAscii)?
+        .trim();
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    Ok(Some(Authorization {
+        scheme,
+        credentials: credentials.trim(),
+    }))
 }

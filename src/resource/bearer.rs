@@ -15,6 +15,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use http::{header, HeaderMap};
+
+use crate::http::request::{authorization, AuthorizationError};
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
@@ -62,24 +64,24 @@ fn is_token68(s: &str) -> bool {
 
 /// The bearer token of a request (RFC 6750 section 2.1).
 pub fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(BearerError::Missing);
+    let header = match authorization(headers) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(BearerError::Missing),
+        Err(AuthorizationError::Repeated) => {
+            return Err(BearerError::Malformed("send one Authorization header"))
+        }
+        Err(AuthorizationError::NotAscii) => {
+            return Err(BearerError::Malformed(
+                "the Authorization header is not ASCII",
+            ))
+        }
     };
-    if values.next().is_some() {
-        return Err(BearerError::Malformed("send one Authorization header"));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| BearerError::Malformed("the Authorization header is not ASCII"))?
-        .trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    // The scheme is case-insensitive (RFC 7235 section 2.1). Another scheme means the
-    // client did not send bearer credentials: no error code (RFC 6750 section 3.1).
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // Another scheme means the client did not send bearer credentials: no error code (RFC
+    // 6750 section 3.1).
+    if !header.is("bearer") {
         return Err(BearerError::Missing);
     }
-    let token = rest.trim();
+    let token = header.credentials;
     if token.is_empty() {
         return Err(BearerError::Malformed("the Bearer scheme needs a token"));
     }

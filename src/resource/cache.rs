@@ -19,7 +19,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use sha2::{Digest, Sha256};
 
@@ -77,21 +79,15 @@ impl TokenCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        match self.inner.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write()
     }
 
     /// The claims of a token verified with key set `version` (the version in force now), unless
     /// the entry has expired at `now` (Unix seconds).
     pub fn get(&self, hash: &TokenHash, version: u64, now: u64) -> Option<Arc<VerifiedClaims>> {
         {
-            let inner = match self.inner.read() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let inner = self.inner.read();
             if inner.version == version {
                 let entry = inner.entries.get(hash).filter(|e| now <= e.until)?;
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -151,10 +147,7 @@ impl TokenCache {
 
     /// How many tokens are remembered now.
     pub fn len(&self) -> usize {
-        match self.inner.read() {
-            Ok(g) => g.entries.len(),
-            Err(poisoned) => poisoned.into_inner().entries.len(),
-        }
+        self.inner.read().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::claims::Policy;
 use crate::config::{ResourceConfig, RouteConfig};
+use crate::metrics::{Metrics, RouteCounters};
 
 /// One version of a served file.
 #[derive(Debug)]
@@ -79,6 +80,8 @@ pub struct Route {
     pub policy: Policy,
     /// Replaced whole when the file changes; readers never lock.
     document: ArcSwap<Document>,
+    /// This route's request counters (kept across reloads by [`Metrics`]).
+    pub counters: Arc<RouteCounters>,
 }
 
 impl Route {
@@ -103,11 +106,11 @@ pub struct Catalog {
 impl Catalog {
     /// Loads every route's document; a file that cannot be served fails the start, since
     /// there is no earlier good version to fall back on.
-    pub fn build(config: &ResourceConfig) -> Result<Self, DocumentError> {
+    pub fn build(config: &ResourceConfig, metrics: &Metrics) -> Result<Self, DocumentError> {
         let mut routes = HashMap::new();
         let mut files: Vec<(PathBuf, Vec<Arc<Route>>)> = Vec::new();
         for rc in &config.routes {
-            let route = Arc::new(Self::route(config, rc)?);
+            let route = Arc::new(Self::route(config, rc, metrics)?);
             match files.iter_mut().find(|(f, _)| *f == route.file) {
                 Some((_, served_by)) => served_by.push(route.clone()),
                 None => files.push((route.file.clone(), vec![route.clone()])),
@@ -117,7 +120,11 @@ impl Catalog {
         Ok(Self { routes, files })
     }
 
-    fn route(config: &ResourceConfig, rc: &RouteConfig) -> Result<Route, DocumentError> {
+    fn route(
+        config: &ResourceConfig,
+        rc: &RouteConfig,
+        metrics: &Metrics,
+    ) -> Result<Route, DocumentError> {
         let fail = |source: LoadError| DocumentError {
             path: rc.path.clone(),
             file: rc.file.clone(),
@@ -135,6 +142,7 @@ impl Catalog {
                 scope: rc.scope.clone(),
             },
             document: ArcSwap::from_pointee(document),
+            counters: metrics.route(&rc.path),
         })
     }
 

@@ -157,8 +157,8 @@ pub struct KeyStore {
     generation: AtomicU64,
     /// Bumped when the keys in force change (see [`KeyStore::version`]).
     changes: AtomicU64,
-    /// Every load attempt of the source, the first one included.
-    loads: AtomicU64,
+    /// Every fetch of a JWKS URL, the first one included, successful or not.
+    fetches: AtomicU64,
     min_refetch: Duration,
 }
 
@@ -207,7 +207,7 @@ impl KeyStore {
             gate: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             changes: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
             min_refetch,
         };
         match &store.loader {
@@ -262,10 +262,9 @@ impl KeyStore {
         }
     }
 
-    /// How many times the source has been loaded (fetches of the JWKS URL, reads of files),
-    /// the first load included.
-    pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
+    /// How many times a JWKS URL has been fetched, the first fetch included.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, DecodingKey>> {
@@ -386,7 +385,6 @@ impl KeyStore {
         let Loader::Disk(disk) = &self.loader else {
             return;
         };
-        self.loads.fetch_add(1, Ordering::Relaxed);
         match disk.read() {
             Ok(keys) => {
                 tracing::info!(source = %self.describe(), keys = keys.len(), "verification keys reloaded");
@@ -402,9 +400,11 @@ impl KeyStore {
 
     /// One load of the source.
     async fn load(&self) -> Result<PublicKeys, KeySourceError> {
-        self.loads.fetch_add(1, Ordering::Relaxed);
         match &self.loader {
-            Loader::Url { client, url } => fetch(client, url).await,
+            Loader::Url { client, url } => {
+                self.fetches.fetch_add(1, Ordering::Relaxed);
+                fetch(client, url).await
+            }
             Loader::Shared(shared) => Ok(read_shared(shared).public_keys()),
             Loader::Disk(disk) => {
                 let disk = disk.clone();

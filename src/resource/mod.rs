@@ -7,9 +7,10 @@
 //! - [`keys`]: where verification keys come from and how they are kept current.
 //! - [`error`]: refusals and the one function that turns them into RFC 6750 responses.
 //!
-//! A request for a route is answered in this order: a method other than GET or HEAD gets 405
-//! (nothing about the document leaks); then the bearer token is checked; only then does the
-//! client learn anything about the document, including whether its `If-None-Match` matched.
+//! A request for a route is answered in this order: the bearer token is checked first, whatever
+//! the method (without a valid token nothing about the route leaks, not even its methods); then
+//! a method other than GET or HEAD gets 405; only then does the client learn anything about the
+//! document, including whether its `If-None-Match` matched.
 
 pub mod bearer;
 pub mod cache;
@@ -28,8 +29,9 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::config::ResourceConfig;
 use crate::http::response::{self, Body};
 use crate::keys::KeySet;
+use crate::metrics::Metrics;
 use cache::TokenCache;
-use catalog::{Catalog, DocumentError};
+use catalog::{Catalog, DocumentError, Route};
 pub use error::BearerError;
 use keys::{KeySourceError, KeyStore};
 use watch::WatchError;
@@ -75,6 +77,7 @@ pub struct ResourceState {
     /// Watches the files of the catalog in force (and the key files).
     watch: ArcSwap<watch::Watch>,
     _refresh: Option<AbortOnDropHandle<()>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Starts one watcher for everything: the documents first, then the key source if on disk.
@@ -103,8 +106,9 @@ impl ResourceState {
     pub async fn build(
         config: &ResourceConfig,
         local_keys: Option<Arc<ArcSwap<KeySet>>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, ResourceError> {
-        let catalog = Arc::new(Catalog::build(config)?);
+        let catalog = Arc::new(Catalog::build(config, &metrics)?);
         let keys = Arc::new(
             KeyStore::build(&config.key_source, local_keys, config.jwks_min_refetch).await?,
         );
@@ -135,6 +139,7 @@ impl ResourceState {
             catalog: ArcSwap::new(catalog),
             keys,
             tokens: TokenCache::new(config.token_cache_size),
+            metrics,
             watch: ArcSwap::from_pointee(watch),
             _refresh: refresh,
         })
@@ -145,7 +150,9 @@ impl ResourceState {
     /// and realm take effect only on restart.
     pub async fn prepare(&self, config: &ResourceConfig) -> Result<Prepared, ResourceError> {
         let routes = config.clone();
-        let catalog = tokio::task::spawn_blocking(move || Catalog::build(&routes)).await??;
+        let metrics = self.metrics.clone();
+        let catalog =
+            tokio::task::spawn_blocking(move || Catalog::build(&routes, &metrics)).await??;
         let catalog = Arc::new(catalog);
         let watch = watch_files(&catalog, &self.keys)?;
         Ok(Prepared {
@@ -176,10 +183,9 @@ impl ResourceState {
         self.keys.is_ready()
     }
 
-    /// How many times the key source has been loaded: fetches of the JWKS URL (every
-    /// attempt, successful or not) or reads of the key files, the first load included.
+    /// Fetches of the JWKS URL (every attempt), the first one included.
     pub fn jwks_fetches(&self) -> u64 {
-        self.keys.loads()
+        self.keys.fetches()
     }
 
     /// How many requests found their token in the token cache (their route checks still ran).
@@ -196,23 +202,33 @@ impl ResourceState {
     pub async fn handle<B>(&self, req: Request<B>) -> Option<Outcome> {
         let catalog = self.catalog();
         let route = catalog.route_at(req.uri().path())?;
-        let method = req.method();
-        if method != Method::GET && method != Method::HEAD {
-            return Some(Outcome {
-                response: response::method_not_allowed("GET, HEAD"),
-                client_id: None,
-            });
-        }
+        let outcome = self.answer(route, req).await;
+        route.counters.count(outcome.response.status().as_u16());
+        Some(outcome)
+    }
+
+    /// The answer for a request to `route`.
+    async fn answer<B>(&self, route: &Route, req: Request<B>) -> Outcome {
+        // The token first, whatever the method: a caller without a valid token learns nothing
+        // about the route, not even which methods it allows.
         let claims = match bearer::authorize(&self.keys, &self.tokens, route, req.headers()).await {
             Ok(claims) => claims,
             Err(refusal) => {
                 tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
-                return Some(Outcome {
+                return Outcome {
                     response: refusal.into_response(&self.realm),
                     client_id: None,
-                });
+                };
             }
         };
+        let client_id = claims.client_id.clone().or_else(|| claims.sub.clone());
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return Outcome {
+                response: response::method_not_allowed("GET, HEAD"),
+                client_id,
+            };
+        }
         let document = route.document();
         let response = if bearer::none_match(req.headers(), &document.etag) {
             // RFC 9110 section 15.4.5: a 304 repeats the validator and the cache directives.
@@ -228,9 +244,9 @@ impl ResourceState {
             header::CACHE_CONTROL,
             http::HeaderValue::from_static(DOCUMENT_CACHE_CONTROL),
         );
-        Some(Outcome {
+        Outcome {
             response,
-            client_id: claims.client_id.clone().or_else(|| claims.sub.clone()),
-        })
+            client_id,
+        }
     }
 }

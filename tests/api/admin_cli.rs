@@ -85,7 +85,12 @@ async fn client_add_prints_the_credentials_once_as_json_and_they_work() {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "{secret}"
     );
-    assert_eq!(json["grant_type"], "client_credentials");
+    // One field for the grant types, as `client show` and `client list --json` print it.
+    assert_eq!(
+        json["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert!(json.get("grant_type").is_none(), "{json}");
     assert_eq!(
         json["resources"],
         serde_json::json!(["api_v0.0.1", "api_v2"])

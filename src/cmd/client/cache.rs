@@ -13,12 +13,14 @@
 //! - Two processes writing at once may lose one entry (the last rename wins); that only costs
 //!   one extra token request.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::write_atomically;
 
 /// The version written into the file; a file with another version is ignored and replaced.
 const FORMAT_VERSION: u32 = 1;
@@ -217,29 +219,8 @@ impl TokenCache {
             serde_json::to_vec_pretty(file).map_err(|e| io(std::io::Error::other(e)))?;
         bytes.push(b'\n');
 
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "tokens.json".into());
-        let suffix: u64 = rand::random();
-        let tmp = dir.join(format!(".{name}.{}.{suffix:016x}.tmp", std::process::id()));
-        let result = (|| {
-            // Created with its final mode, so the tokens are never readable by others, not
-            // even between create and chmod.
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(e));
-        }
+        // Created with its final mode, so the tokens are never readable by others.
+        write_atomically(&self.path, &bytes, 0o600).map_err(io)?;
         Ok(())
     }
 }

@@ -195,31 +195,8 @@ pub fn parse_token_answer(
             },
             snippet: snippet(body),
         })?;
-    match value.get("error") {
-        // RFC 6749 section 5.2.
-        Some(serde_json::Value::String(code)) => {
-            return Err(ClientError::TokenRefused {
-                status: status.as_u16(),
-                code: code.clone(),
-                description: value
-                    .get("error_description")
-                    .and_then(|d| d.as_str())
-                    .map(str::to_owned),
-            })
-        }
-        // The original server answered errors as `{"error": {"message", "type", "code"}}`
-        // (with HTTP 200); read that too, so talking to an old node still explains itself.
-        Some(serde_json::Value::Object(o)) => {
-            let field = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-            return Err(ClientError::TokenRefused {
-                status: status.as_u16(),
-                code: field("code")
-                    .or_else(|| field("type"))
-                    .unwrap_or_else(|| "error".into()),
-                description: field("message"),
-            });
-        }
-        _ => {}
+    if let Some(refused) = refusal(&value, status) {
+        return Err(refused);
     }
     let access_token = value.get("access_token").and_then(|t| t.as_str());
     let access_token = match access_token {
@@ -264,6 +241,33 @@ pub fn parse_token_answer(
             .and_then(|s| s.as_str())
             .map(str::to_owned),
     })
+}
+
+/// The error an answer carries, if any: RFC 6749 section 5.2, or the original server's
+/// `{"error": {"message", "type", "code"}}` (sent with HTTP 200), so that talking to an old
+/// node still explains itself.
+fn refusal(value: &serde_json::Value, status: StatusCode) -> Option<ClientError> {
+    match value.get("error")? {
+        serde_json::Value::String(code) => Some(ClientError::TokenRefused {
+            status: status.as_u16(),
+            code: code.clone(),
+            description: value
+                .get("error_description")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned),
+        }),
+        serde_json::Value::Object(o) => {
+            let field = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            Some(ClientError::TokenRefused {
+                status: status.as_u16(),
+                code: field("code")
+                    .or_else(|| field("type"))
+                    .unwrap_or_else(|| "error".into()),
+                description: field("message"),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// A whole number of seconds, given as an integer, a float (the original sent floats) or a
