@@ -19,6 +19,7 @@ pub mod domain;
 pub mod files;
 pub mod http;
 pub mod keys;
+pub mod logfield;
 pub mod metrics;
 pub mod resource;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The one routing table: every path the server answers is matched here, and every request
-//! is logged here (method, path, status, latency, client id when known; never credentials).
+//! is logged here (method, path, status, latency, client id when known; never credentials),
+//! each field from the request cut and escaped ([`crate::logfield`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::state::AppState;
 use crate::http::response::{self, Body};
+use crate::logfield::{self, Bounded};
 
 /// The hyper service: cheap to clone, all state behind one `Arc`.
 #[derive(Clone)]
@@ -57,13 +59,15 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                     None,
                 ),
             };
+            // Whole microseconds as milliseconds: `0.015`, not `0.015231999999999999`.
+            let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
             tracing::info!(
                 target: "steelcut::request",
-                %method,
-                path = %path,
+                method = %Bounded::new(method.as_str(), logfield::METHOD),
+                path = %Bounded::new(path, logfield::PATH),
                 status = resp.status().as_u16(),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                client_id = %client_id.as_deref().unwrap_or("-"),
+                latency_ms,
+                client_id = %Bounded::new(client_id.as_deref().unwrap_or("-"), logfield::CLIENT_ID),
                 "request"
             );
             Ok(resp)

@@ -1,5 +1,5 @@
 //! What the admin commands share: the configuration and the store they work with, `migrate`,
-//! and output helpers. The commands themselves are in [`super::clients`] and [`super::keys`].
+//! and output helpers. The commands themselves are in the `clients` and `keys` modules beside this one.
 
 use std::io::Write;
 

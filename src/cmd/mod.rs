@@ -2,7 +2,7 @@
 //! ([`serve`]: `serve` and `check-config`), the admin commands ([`admin`]: `migrate`;
 //! [`clients`]: `client ...`; [`keys`]: `keys ...`) and the client helpers ([`client`]: `token`, `get`).
 //!
-//! Top of the dependency order: these modules use the server's assembly ([`crate::app`]), the
+//! Top of the dependency order: these modules use the server's assembly (`app`), the
 //! roles and the bottom layers; nothing outside `cmd` imports them.
 
 pub mod admin;
@@ -11,4 +11,5 @@ pub mod cli;
 pub mod client;
 pub mod clients;
 pub mod keys;
+pub mod logging;
 pub mod serve;

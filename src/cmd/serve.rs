@@ -5,51 +5,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 use sd_notify::NotifyState;
 
 use super::args::ConfigArg;
+use super::logging::{self, LogHandle};
 use crate::app::state::ReloadError;
 use crate::app::{App, AppState};
-use crate::config::{Config, ConfigError, LogFormat, Problem};
+use crate::config::{Config, ConfigError, Problem};
 use crate::keys::KeySet;
-
-/// Changes the log filter of the running process (SIGHUP).
-pub type LogHandle = reload::Handle<EnvFilter, Registry>;
-
-fn filter(level: &str) -> EnvFilter {
-    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
-}
-
-/// Sets up `tracing`: the journal-friendly plain format under systemd (`JOURNAL_STREAM` set;
-/// the journal adds timestamps), plain lines on stderr otherwise, or JSON by config. `RUST_LOG`
-/// wins over `[log] level` when set.
-pub fn init_logging(config: &Config) -> Option<LogHandle> {
-    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.level.clone());
-    let (filter_layer, handle) = reload::Layer::new(filter(&level));
-    // Colour only for a person at a terminal, never in files or the journal.
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let fmt = match config.log.format {
-        LogFormat::Json => fmt.json().boxed(),
-        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
-            fmt.without_time().with_ansi(false).boxed()
-        }
-        LogFormat::Text => fmt.boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(filter_layer)
-        .with(fmt)
-        .try_init()
-        .ok()
-        .map(|_| handle)
-}
 
 /// Everything `check-config` verifies beyond the file itself (key files that would be refused,
 /// TLS files that do not load), as a [`ConfigError`] so that it prints like the file's problems.
@@ -96,16 +62,14 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
     let started = std::time::Instant::now();
     let config = Config::load(&arg.config)?;
     check_runtime_files(&config)?;
-    let log = init_logging(&config);
+    let (log, _log_guard) = logging::init(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let path = arg.config.clone();
     runtime.block_on(async move {
         warn_about_plain_http(&config);
-        let app = App::build(config)
-            .await
-            .map_err(|e| anyhow!("cannot start: {e}"))?;
+        let app = App::build(config).await.context("cannot start")?;
         let state = app.state();
         tracing::info!(
             addr = %app.local_addr(),
@@ -204,7 +168,7 @@ impl SignalLoop {
         let restart = self.state.reload(config).await?;
         if let Some(handle) = &self.log {
             if std::env::var_os("RUST_LOG").is_none() {
-                let _ = handle.reload(filter(&level));
+                let _ = handle.reload(logging::filter(&level));
             }
         }
         Ok(restart)
