@@ -187,8 +187,9 @@ async fn build_auth(
     let cache = Arc::new(CredentialCache::new(
         auth.credential_cache_ttl,
         auth.credential_cache_size,
+        auth.serve_cached_when_db_down,
     ));
-    CredentialCache::spawn_poller(&cache, store.clone());
+    CredentialCache::spawn_probe(&cache, store.clone());
     Ok(AuthState {
         config: auth.clone(),
         store,

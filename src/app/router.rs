@@ -135,7 +135,7 @@ async fn admin_route(state: &AppState, path: &str) -> Option<Response<Body>> {
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
         )),
-        "/readyz" => Some(state.readiness().await),
+        "/readyz" => Some(state.readiness()),
         "/metrics" => Some(response::bytes(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -9,12 +9,18 @@
 //! constant time.
 //!
 //! Freshness: every client change made by the CLI bumps `store_state.generation` in the same
-//! transaction. A background task polls that counter every [`POLL_INTERVAL`]; a change empties
-//! the cache. Entries are trusted only while the last successful poll *started* less than
-//! [`MAX_STALENESS`] ago (a read that was slow to answer may predate a change, so its age counts
-//! from when it was sent), so a rotated secret, a disabled or removed client stops working
-//! within a second on every node sharing the database, and a node that cannot reach its
-//! database stops answering from the cache (it answers 503 like an uncached request would).
+//! transaction. A background task (the probe) reads that counter every [`POLL_INTERVAL`]. Each
+//! entry is tagged with the counter value read from the database just before its client row,
+//! and is used only while that tag is at least the value the probe saw last: a change drops
+//! every older entry. Entries are trusted only while the last successful read *started* less
+//! than [`MAX_STALENESS`] ago (a read that was slow to answer may predate a change, so its age
+//! counts from when it was sent), so a rotated secret, a disabled or removed client stops
+//! working within a second on every node sharing the database.
+//!
+//! When the database is down (see [`crate::store::Health`]), entries keep answering for at most
+//! `[auth] serve_cached_when_db_down_secs` after it went down, then the cache stops answering
+//! (requests get 503 like uncached ones). Changes made during the outage cannot be seen: that is
+//! the price of staying up, and why the window is bounded and can be set to 0.
 //!
 //! A wrong secret never enters the cache (only verified ones do), and a wrong secret for a cached
 //! client takes the full path (database + argon2), so it is never faster than a right one.
@@ -30,7 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::store::{Client, Store};
+use crate::store::{Client, Health, Store};
 
 /// How often the change counter is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -41,6 +47,8 @@ struct Entry {
     digest: [u8; 32],
     client: Arc<Client>,
     expires: Instant,
+    /// The change counter read just before the client row.
+    generation: i64,
 }
 
 /// See the module documentation.
@@ -55,16 +63,19 @@ pub struct CredentialCache {
     confirmed: AtomicU64,
     epoch: Instant,
     hits: AtomicU64,
+    /// How long after the database went down entries still answer.
+    outage_window: Duration,
 }
 
 impl CredentialCache {
     /// A cache keeping at most `capacity` clients for at most `ttl` each. A zero `ttl` or
     /// `capacity` disables it.
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+    pub fn new(ttl: Duration, capacity: usize, outage_window: Duration) -> Self {
         Self {
             key: rand::random(),
             ttl,
             capacity,
+            outage_window,
             entries: RwLock::new(HashMap::new()),
             generation: AtomicI64::new(i64::MIN),
             confirmed: AtomicU64::new(0),
@@ -103,32 +114,48 @@ impl CredentialCache {
         confirmed_at.elapsed() < MAX_STALENESS
     }
 
+    /// Whether entries may answer now: the change counter was confirmed recently, or the
+    /// database went down less than the outage window ago.
+    fn trusted(&self, health: &Health) -> bool {
+        match health.down_for() {
+            None => self.fresh(),
+            Some(down) => self.confirmed.load(Ordering::Acquire) != 0 && down < self.outage_window,
+        }
+    }
+
     /// The client, if this exact secret was verified for it recently and nothing changed since.
-    pub fn lookup(&self, client_id: &str, digest: &[u8; 32]) -> Option<Arc<Client>> {
-        if !self.enabled() || !self.fresh() {
+    pub fn lookup(
+        &self,
+        client_id: &str,
+        digest: &[u8; 32],
+        health: &Health,
+    ) -> Option<Arc<Client>> {
+        if !self.enabled() || !self.trusted(health) {
             return None;
         }
         let entries = self.entries.read();
         let entry = entries.get(client_id)?;
         let same: bool = entry.digest.ct_eq(digest).into();
-        let hit = same && entry.expires > Instant::now();
+        let current = entry.generation >= self.generation.load(Ordering::Acquire);
+        let hit = same && current && entry.expires > Instant::now();
         if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         hit.then(|| entry.client.clone())
     }
 
-    /// Remembers a successful verification. `generation` is the counter value read before the
-    /// client row was loaded: if the table changed since, the entry is not stored.
+    /// Remembers a successful verification. `generation` is the counter value read from the
+    /// database just before the client row: if a newer value has been seen since, the entry
+    /// may be stale and is not stored.
     pub fn insert(&self, client: Arc<Client>, digest: [u8; 32], generation: i64) {
         if !self.enabled() {
             return;
         }
         let mut entries = self.entries.write();
-        // Compared under the lock that `observe` holds while it swaps the counter and empties
-        // the map: checked before taking it, a change observed in between would be emptied
-        // first and this stale entry written after, to outlive the change.
-        if self.generation.load(Ordering::Acquire) != generation {
+        // Compared under the lock that `observe` holds while it moves the counter and drops the
+        // older entries: checked before taking it, a change observed in between would drop
+        // first and this stale entry be written after, to outlive the change.
+        if generation < self.generation.load(Ordering::Acquire) {
             return;
         }
         let now = Instant::now();
@@ -151,6 +178,7 @@ impl CredentialCache {
                 digest,
                 client,
                 expires: now + self.ttl,
+                generation,
             },
         );
     }
@@ -160,14 +188,15 @@ impl CredentialCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Records a read of the change counter that was sent at `sent`; a new value empties the
-    /// cache. The entries are then trusted until `sent + MAX_STALENESS`: the value may be as
-    /// old as the moment the query left, however long the answer took.
+    /// Records a read of the change counter that was sent at `sent`; a newer value drops the
+    /// entries tagged with an older one. The entries are then trusted until
+    /// `sent + MAX_STALENESS`: the value may be as old as the moment the query left, however
+    /// long the answer took.
     pub fn observe(&self, generation: i64, sent: Instant) {
         if self.generation.load(Ordering::Acquire) != generation {
             let mut entries = self.entries.write();
             self.generation.store(generation, Ordering::Release);
-            entries.clear();
+            entries.retain(|_, e| e.generation >= generation);
         }
         let nanos = sent.saturating_duration_since(self.epoch).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
@@ -187,11 +216,10 @@ impl CredentialCache {
         self.len() == 0
     }
 
-    /// Polls the store's change counter until the cache is dropped.
-    pub fn spawn_poller(cache: &Arc<Self>, store: Store) {
-        if !cache.enabled() {
-            return;
-        }
+    /// Probes the database every [`POLL_INTERVAL`] until the cache is dropped: the change
+    /// counter read keeps the cache fresh, and its outcome keeps the store's [`Health`]
+    /// current whatever the traffic (this runs even with the cache disabled).
+    pub fn spawn_probe(cache: &Arc<Self>, store: Store) {
         let weak: Weak<Self> = Arc::downgrade(cache);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -200,12 +228,9 @@ impl CredentialCache {
                 tick.tick().await;
                 let Some(cache) = weak.upgrade() else { break };
                 let sent = Instant::now();
-                match store.run(|s| s.generation()).await {
-                    Ok(g) => cache.observe(g, sent),
-                    Err(e) => {
-                        // Unconfirmed entries age out by MAX_STALENESS; nothing else to do.
-                        tracing::debug!(error = %e, "cannot read the client change counter");
-                    }
+                // Failures are logged by `Health`, once per outage.
+                if let Ok(g) = store.run(|s| s.probe()).await {
+                    cache.observe(g, sent);
                 }
             }
         });
@@ -232,38 +257,65 @@ mod tests {
 
     #[test]
     fn only_the_verified_secret_hits_and_a_change_empties_the_cache() {
-        let cache = CredentialCache::new(Duration::from_secs(60), 10);
+        let cache = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
+        let up = Health::default();
         cache.observe(1, Instant::now());
         let right = cache.digest("a", &SecretString::from("right"));
         let wrong = cache.digest("a", &SecretString::from("wrong"));
         cache.insert(client("a"), right, 1);
-        assert!(cache.lookup("a", &right).is_some());
-        assert!(cache.lookup("a", &wrong).is_none());
+        assert!(cache.lookup("a", &right, &up).is_some());
+        assert!(cache.lookup("a", &wrong, &up).is_none());
         cache.observe(2, Instant::now());
-        assert!(cache.lookup("a", &right).is_none());
+        assert!(cache.lookup("a", &right, &up).is_none());
     }
 
     #[test]
     fn a_counter_read_sent_too_long_ago_does_not_vouch_for_the_entries() {
-        let cache = CredentialCache::new(Duration::from_secs(60), 10);
+        let cache = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
+        let up = Health::default();
         let d = cache.digest("a", &SecretString::from("right"));
         // Nothing confirmed yet: never answered from the cache.
         cache.insert(client("a"), d, cache.generation());
-        assert!(cache.lookup("a", &d).is_none());
+        assert!(cache.lookup("a", &d, &up).is_none());
         // A read that answered just now but was sent a second ago may predate a change.
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(1))
             .unwrap_or_else(Instant::now);
         cache.observe(7, long_ago);
         cache.insert(client("a"), d, 7);
-        assert!(cache.lookup("a", &d).is_none());
+        assert!(cache.lookup("a", &d, &up).is_none());
         cache.observe(7, Instant::now());
-        assert!(cache.lookup("a", &d).is_some());
+        assert!(cache.lookup("a", &d, &up).is_some());
+    }
+
+    #[test]
+    fn an_entry_tagged_with_a_newer_counter_survives_an_older_change_and_answers_during_an_outage()
+    {
+        let cache = CredentialCache::new(Duration::from_secs(60), 10, Duration::from_secs(60));
+        let health = Health::default();
+        cache.observe(1, Instant::now());
+        let d = cache.digest("a", &SecretString::from("right"));
+        // Read from the database at counter 2 before the probe saw 2: kept when it does.
+        cache.insert(client("a"), d, 2);
+        cache.observe(2, Instant::now());
+        assert!(cache.lookup("a", &d, &health).is_some());
+        // A change to 3 drops it.
+        cache.insert(client("a"), d, 2);
+        cache.observe(3, Instant::now());
+        assert!(cache.lookup("a", &d, &health).is_none());
+        // Down: entries answer within the window, even unconfirmed for longer than usual.
+        cache.insert(client("a"), d, 3);
+        health.failed(&std::io::Error::other("refused"));
+        assert!(cache.lookup("a", &d, &health).is_some());
+        let strict = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
+        strict.observe(3, Instant::now());
+        strict.insert(client("a"), d, 3);
+        assert!(strict.lookup("a", &d, &health).is_none());
     }
 
     #[test]
     fn an_insert_racing_a_change_is_dropped_and_size_stays_bounded() {
-        let cache = CredentialCache::new(Duration::from_secs(60), 3);
+        let cache = CredentialCache::new(Duration::from_secs(60), 3, Duration::ZERO);
         cache.observe(5, Instant::now());
         let d = cache.digest("x", &SecretString::from("s"));
         cache.insert(client("stale"), d, 4);

@@ -85,8 +85,12 @@ where
         },
         Err(e) => {
             match &e {
+                // An outage is logged once by the store's health, not once per request.
+                TokenError::Unavailable(cause) if cause.is_outage() => {
+                    tracing::debug!(error = %cause, "token request refused: database unavailable")
+                }
                 TokenError::Unavailable(cause) => {
-                    tracing::error!(error = %cause, "token request failed: client store unavailable")
+                    tracing::error!(error = %cause, "token request failed: client store error")
                 }
                 TokenError::Internal(cause) => {
                     tracing::error!(error = %cause, "token request failed")
@@ -227,20 +231,23 @@ async fn authenticate(
         basic,
     } = credentials;
     let digest = state.cache.digest(&client_id, &secret);
-    if let Some(client) = state.cache.lookup(&client_id, &digest) {
+    if let Some(client) = state
+        .cache
+        .lookup(&client_id, &digest, state.store.health())
+    {
         return Ok(client);
     }
-    // Read before the row: if the table changes while we verify, the result is not cached.
-    let generation = state.cache.generation();
     let lookup_id = client_id.clone();
-    let client = if lookup_id.len() <= 64 {
+    // While the database is known to be down this fails at once (503), without waiting for a
+    // connection. The counter is read with the row, to tag the cache entry.
+    let (generation, client) = if lookup_id.len() <= 64 {
         state
             .store
-            .run(move |s| s.find_client(&lookup_id))
+            .run_if_up(move |s| s.find_client_at(&lookup_id))
             .await
             .map_err(TokenError::Unavailable)?
     } else {
-        None
+        (i64::MIN, None)
     };
     let hash = client.as_ref().map(|c| c.secret_hash.clone());
     let ok = state

@@ -98,6 +98,10 @@ pub struct RawAuth {
     pub credential_cache_secs: Option<u64>,
     /// Maximum number of clients in that cache (default 10000).
     pub credential_cache_size: Option<usize>,
+    /// Seconds that clients whose secret was verified recently keep getting tokens while the
+    /// database is down (default 60; 0 = refuse them too). Changes made during the outage are
+    /// not seen until it ends.
+    pub serve_cached_when_db_down_secs: Option<u64>,
 }
 
 /// `[auth.argon2]`: argon2id cost parameters (default: OWASP m=19456 KiB, t=2, p=1).

@@ -153,6 +153,8 @@ pub struct AuthConfig {
     pub max_concurrent_hashes: usize,
     pub credential_cache_ttl: Duration,
     pub credential_cache_size: usize,
+    /// How long verified credentials keep answering once the database is down (0: not at all).
+    pub serve_cached_when_db_down: Duration,
 }
 
 /// Where the resource server gets the public keys that verify tokens.
@@ -252,6 +254,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("auth", "max_concurrent_hashes", Kind::Int),
     ("auth", "credential_cache_secs", Kind::Int),
     ("auth", "credential_cache_size", Kind::Int),
+    ("auth", "serve_cached_when_db_down_secs", Kind::Int),
     ("auth.argon2", "memory_kib", Kind::Int),
     ("auth.argon2", "iterations", Kind::Int),
     ("auth.argon2", "parallelism", Kind::Int),
@@ -894,6 +897,9 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         max_concurrent_hashes: max_concurrent_hashes.max(1),
         credential_cache_ttl: Duration::from_secs(raw.credential_cache_secs.unwrap_or(300)),
         credential_cache_size: raw.credential_cache_size.unwrap_or(10_000),
+        serve_cached_when_db_down: Duration::from_secs(
+            raw.serve_cached_when_db_down_secs.unwrap_or(60),
+        ),
     })
 }
 

@@ -6,7 +6,10 @@
 //! `store_state.generation` in the same transaction, which is how running daemons (that may only
 //! hold SELECT rights) learn that cached client data is stale.
 
+pub mod health;
 pub mod schema;
+
+use std::sync::Arc;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -16,6 +19,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::domain::{ClientId, Resource, Scope};
 use crate::time::now_unix;
+pub use health::Health;
 use schema::{clients, store_state};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -32,15 +36,56 @@ pub enum DbConnection {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now (answer 503, retry later).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    #[error("database unavailable at {url}: {source}")]
+    Unavailable {
+        /// The URL without its password.
+        url: String,
+        #[source]
+        source: ConnectError,
+    },
+    /// The database was known to be down when the work was asked for: not even tried.
+    #[error("the database has been unavailable for {:.1} s", .0.as_secs_f64())]
+    Down(std::time::Duration),
+    #[error("cannot create the directory {}: {source}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migration failed: {0}")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The schema is not what this version expects.
-    #[error("{0}")]
-    Schema(String),
+    #[error("{url}: {} pending migration(s) ({}): {how}", names.len(), names.join(", "))]
+    Pending {
+        url: String,
+        names: Vec<String>,
+        how: &'static str,
+    },
     #[error("no client with id {0}")]
     NotFound(String),
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
+    #[error("store task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Connect(#[from] diesel::ConnectionError),
+    #[error(transparent)]
+    Pool(#[from] r2d2::PoolError),
+    /// The connection died under a query (the server went away).
+    #[error("connection lost: {0}")]
+    Lost(#[source] diesel::result::Error),
+}
+
+impl StoreError {
+    /// Whether this says the database is unreachable (as opposed to a query's own failure).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Down(_))
+    }
 }
 
 /// r2d2 manager that opens the right backend and applies SQLite pragmas to every connection.
@@ -64,7 +109,15 @@ impl ManageConnection for DbManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<Conn, r2d2::Error> {
-        self.open().map(|db| Conn { db, failed: false })
+        self.open()
+            .map(|db| Conn { db, failed: false })
+            .map_err(|e| match e {
+                ConnectError::Connect(c) => r2d2::Error::ConnectionError(c),
+                ConnectError::Pool(p) => r2d2::Error::ConnectionError(
+                    diesel::ConnectionError::BadConnection(p.to_string()),
+                ),
+                ConnectError::Lost(q) => r2d2::Error::QueryError(q),
+            })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
@@ -79,21 +132,20 @@ impl ManageConnection for DbManager {
 }
 
 impl DbManager {
-    fn open(&self) -> Result<DbConnection, r2d2::Error> {
+    fn open(&self) -> Result<DbConnection, ConnectError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                Ok(diesel::PgConnection::establish(url).map(DbConnection::Postgres)?)
+            }
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(r2d2::Error::ConnectionError)?;
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets the daemon read while the CLI writes; busy_timeout makes a writer
                 // wait for a lock instead of failing at once.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
-                .map_err(r2d2::Error::QueryError)?;
+                .map_err(ConnectError::Lost)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -208,6 +260,7 @@ struct AppliedVersion {
 pub struct Store {
     pool: Pool<DbManager>,
     url: DatabaseUrl,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Store {
@@ -224,8 +277,9 @@ impl Store {
     pub fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = &config.url {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                    path: parent.to_owned(),
+                    source,
                 })?;
             }
         }
@@ -234,33 +288,45 @@ impl Store {
             .min_idle(Some(0))
             .connection_timeout(config.connect_timeout)
             .test_on_check_out(false)
-            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            // Failures reach the caller as typed errors and the log once per outage through
+            // `Health`; r2d2's own handler would log every failed attempt, per request.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(DbManager {
                 url: config.url.clone(),
             });
         Ok(Self {
             pool,
             url: config.url.clone(),
+            health: Arc::default(),
         })
+    }
+
+    /// Whether the database answers, as the last operations found.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
 
+    fn unavailable(&self, source: ConnectError) -> StoreError {
+        StoreError::Unavailable {
+            url: self.url.redacted(),
+            source,
+        }
+    }
+
     fn conn(&self) -> Result<PooledConnection<DbManager>, StoreError> {
         self.pool.get().map_err(|e| {
             // r2d2 reports only "timed out"; try once directly to get the real cause.
-            let cause = match (DbManager {
+            let manager = DbManager {
                 url: self.url.clone(),
-            })
-            .open()
-            {
-                Err(r2d2::Error::ConnectionError(c)) => c.to_string(),
-                Err(other) => other.to_string(),
-                Ok(_) => e.to_string(),
             };
-            StoreError::Unavailable(format!("{}: {}", self.url.redacted(), cause.trim()))
+            match manager.open() {
+                Err(cause) => self.unavailable(cause),
+                Ok(_) => self.unavailable(e.into()),
+            }
         })
     }
 
@@ -276,7 +342,38 @@ impl Store {
         if let Err(e) = &result {
             conn.failed = !matches!(e, StoreError::NotFound(_));
         }
+        result.map_err(|e| match e {
+            StoreError::Query(q) if is_lost_connection(&q) => {
+                self.unavailable(ConnectError::Lost(q))
+            }
+            other => other,
+        })
+    }
+
+    /// Reads the change counter to learn whether the database answers (the auth role's probe).
+    /// While the database is known to be down this opens a connection of its own rather than
+    /// asking the pool, which would wait up to `connect_timeout_secs` for one.
+    pub fn probe(&self) -> Result<i64, StoreError> {
+        let result = if self.health.is_up() {
+            self.generation()
+        } else {
+            let manager = DbManager {
+                url: self.url.clone(),
+            };
+            let mut db = manager.open().map_err(|e| self.unavailable(e))?;
+            Self::read_generation(&mut db).map_err(|q| self.unavailable(ConnectError::Lost(q)))
+        };
+        self.record(&result);
         result
+    }
+
+    /// Tells [`Health`] what an operation found.
+    fn record<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.health.ok(),
+            Err(e @ StoreError::Unavailable { .. }) => self.health.failed(e),
+            Err(_) => {}
+        }
     }
 
     /// Runs blocking store work on tokio's blocking pool.
@@ -286,9 +383,21 @@ impl Store {
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let result = tokio::task::spawn_blocking(move || f(&store)).await?;
+        self.record(&result);
+        result
+    }
+
+    /// As [`Store::run`], but refused at once while the database is known to be down.
+    pub async fn run_if_up<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Some(down) = self.health.down_for() {
+            return Err(StoreError::Down(down));
+        }
+        self.run(f).await
     }
 
     /// Applies pending migrations; returns the names applied.
@@ -302,7 +411,7 @@ impl Store {
                     .run_pending_migrations(SQLITE_MIGRATIONS)
                     .map(|v| v.iter().map(|m| m.to_string()).collect()),
             };
-            applied.map_err(|e| StoreError::Schema(format!("migration failed: {e}")))
+            applied.map_err(StoreError::Migration)
         })
     }
 
@@ -315,7 +424,7 @@ impl Store {
                     diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(
                         &POSTGRES_MIGRATIONS,
                     )
-                    .map_err(|e| StoreError::Schema(e.to_string()))?
+                    .map_err(StoreError::Migration)?
                     .iter()
                     .map(|m| m.name().version().to_string())
                     .collect()
@@ -323,7 +432,7 @@ impl Store {
                 DbConnection::Sqlite(_) => diesel::migration::MigrationSource::<
                     diesel::sqlite::Sqlite,
                 >::migrations(&SQLITE_MIGRATIONS)
-                .map_err(|e| StoreError::Schema(e.to_string()))?
+                .map_err(StoreError::Migration)?
                 .iter()
                 .map(|m| m.name().version().to_string())
                 .collect(),
@@ -364,12 +473,11 @@ impl Store {
                 "run `steelcutd migrate`, or start the daemon once (it migrates SQLite itself)"
             }
         };
-        Err(StoreError::Schema(format!(
-            "{}: {} pending migration(s) ({}): {how}",
-            self.url.redacted(),
-            pending.len(),
-            pending.join(", ")
-        )))
+        Err(StoreError::Pending {
+            url: self.url.redacted(),
+            names: pending,
+            how,
+        })
     }
 
     /// A cheap query that proves the database answers and the client table is readable.
@@ -379,11 +487,27 @@ impl Store {
 
     /// The change counter bumped by every write to `clients`.
     pub fn generation(&self) -> Result<i64, StoreError> {
+        self.with_conn(|conn| Ok(Self::read_generation(conn)?))
+    }
+
+    fn read_generation(conn: &mut DbConnection) -> Result<i64, diesel::result::Error> {
+        store_state::table
+            .find(1)
+            .select(store_state::generation)
+            .first::<i64>(conn)
+    }
+
+    /// The change counter, then the client: the row is at least as new as the counter value
+    /// returned with it, which is what the credential cache needs to tag what it remembers.
+    pub fn find_client_at(&self, id: &str) -> Result<(i64, Option<Client>), StoreError> {
         self.with_conn(|conn| {
-            Ok(store_state::table
-                .find(1)
-                .select(store_state::generation)
-                .first::<i64>(conn)?)
+            let generation = Self::read_generation(conn)?;
+            let row = clients::table
+                .find(id)
+                .select(ClientRow::as_select())
+                .first::<ClientRow>(conn)
+                .optional()?;
+            Ok((generation, row.map(Client::from)))
         })
     }
 
@@ -494,6 +618,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Whether a query failed because the connection itself died (the server went away).
+fn is_lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        )
+    )
 }
 
 /// Whether a database error says a table does not exist (PostgreSQL or SQLite wording).
