@@ -96,6 +96,15 @@ impl RouteCounters {
     }
 }
 
+/// One listener's connections: open now, refused at the cap since start, and requests in
+/// flight now.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    pub open: AtomicU64,
+    pub refused: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
 /// Counters kept elsewhere (by the roles' caches and key stores), read when `/metrics` is
 /// rendered.
 #[derive(Debug, Default, Clone, Copy)]
@@ -117,6 +126,10 @@ pub struct Metrics {
     routes: ArcSwap<HashMap<String, Arc<RouteCounters>>>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// The main listener's connections.
+    pub main_listener: Arc<ListenerCounters>,
+    /// The admin listener's connections (when there is one).
+    pub admin_listener: Arc<ListenerCounters>,
 }
 
 impl Default for Metrics {
@@ -128,6 +141,8 @@ impl Default for Metrics {
             routes: ArcSwap::default(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            main_listener: Arc::default(),
+            admin_listener: Arc::default(),
         }
     }
 }
@@ -219,6 +234,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        self.render_listeners(&mut out);
         for (name, help, value) in [
             (
                 "steelcut_credential_cache_entries",
@@ -237,6 +253,37 @@ impl Metrics {
             );
         }
         out
+    }
+
+    fn render_listeners(&self, out: &mut String) {
+        let listeners = [
+            ("main", &self.main_listener),
+            ("admin", &self.admin_listener),
+        ];
+        out.push_str("# HELP steelcut_connections_open Connections open now, by listener.\n# TYPE steelcut_connections_open gauge\n");
+        for (name, c) in listeners {
+            let _ = writeln!(
+                out,
+                "steelcut_connections_open{{listener=\"{name}\"}} {}",
+                c.open.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP steelcut_requests_in_flight Requests being answered now, by listener.\n# TYPE steelcut_requests_in_flight gauge\n");
+        for (name, c) in listeners {
+            let _ = writeln!(
+                out,
+                "steelcut_requests_in_flight{{listener=\"{name}\"}} {}",
+                c.in_flight.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP steelcut_connections_refused_total Connections closed at once because the listener was at its max_connections.\n# TYPE steelcut_connections_refused_total counter\n");
+        for (name, c) in listeners {
+            let _ = writeln!(
+                out,
+                "steelcut_connections_refused_total{{listener=\"{name}\"}} {}",
+                c.refused.load(Ordering::Relaxed)
+            );
+        }
     }
 
     fn render_routes(&self, out: &mut String) {

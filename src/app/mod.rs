@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::CredentialCache;
 use crate::auth::password::Verifier;
 use crate::auth::AuthState;
 use crate::config::{AuthRole, Config, DatabaseUrl};
-use crate::http::server::serve;
+use crate::http::conn::Timeouts;
+use crate::http::server::{serve, Limits};
 use crate::http::tls::TlsError;
 use crate::keys::{KeyError, KeySet};
 use crate::metrics::Metrics;
@@ -68,9 +70,10 @@ impl App {
     /// resources, and binds the listeners.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::default());
+        let stopping = CancellationToken::new();
         let auth = match config.auth_role() {
             None => None,
-            Some(role) => Some(build_auth(&config, role, metrics.clone()).await?),
+            Some(role) => Some(build_auth(&config, role, metrics.clone(), &stopping).await?),
         };
         let local_keys = auth.as_ref().map(|a| a.keys.clone());
         let resource = match &config.resource {
@@ -86,7 +89,9 @@ impl App {
             None => None,
             Some(addr) => Some(bind(addr).await?),
         };
-        let state = Arc::new(AppState::new(config, auth, resource, metrics, tls));
+        let state = Arc::new(AppState::new(
+            config, auth, resource, metrics, tls, stopping,
+        ));
         Ok(Self {
             listener,
             admin_listener,
@@ -105,46 +110,60 @@ impl App {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Serves until `shutdown` completes, then drains: idle connections close at once,
+    /// requests in flight get `shutdown_grace_secs` (see [`crate::http::server`]).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let grace = self.state.config.server.shutdown_grace;
+        let server = &self.state.config.server;
+        let timeouts = Timeouts {
+            header_read: server.header_read_timeout,
+            keepalive: server.keepalive_timeout,
+        };
+        let main_limits = Limits {
+            timeouts,
+            max_connections: server
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(server.admin_max_connections)),
+            grace: server.shutdown_grace,
+        };
+        let admin_limits = Limits {
+            max_connections: server.admin_max_connections,
+            ..main_limits
+        };
+        tracing::debug!(
+            max_connections = main_limits.max_connections,
+            admin_max_connections = admin_limits.max_connections,
+            "connection limits"
+        );
         self.state.mark_ready();
-        let router = Router::new(self.state.clone(), Listener::Main);
-        let tls = self.state.tls.clone();
-        match self.admin_listener {
-            None => serve(self.listener, router, tls, shutdown, grace).await,
-            Some(admin) => {
-                // One shutdown signal for both listeners.
-                let (tx, rx) = tokio::sync::watch::channel(false);
-                let admin_router = Router::new(self.state.clone(), Listener::Admin);
-                let mut admin_rx = rx.clone();
-                let admin_task = tokio::spawn(serve(
-                    admin,
-                    admin_router,
-                    None,
-                    async move {
-                        let _ = admin_rx.wait_for(|stop| *stop).await;
-                    },
-                    grace,
-                ));
-                let mut main_rx = rx;
-                let main = serve(
-                    self.listener,
-                    router,
-                    tls,
-                    async move {
-                        let _ = main_rx.wait_for(|stop| *stop).await;
-                    },
-                    grace,
-                );
-                let trigger = async move {
-                    shutdown.await;
-                    let _ = tx.send(true);
-                };
-                tokio::join!(main, trigger);
-                let _ = admin_task.await;
-            }
-        }
+        // One shutdown signal for both listeners and for requests waiting on a client.
+        let stopping = self.state.stopping.clone();
+        let metrics = &self.state.metrics;
+        let main = serve(
+            self.listener,
+            Router::new(self.state.clone(), Listener::Main),
+            self.state.tls.clone(),
+            stopping.clone().cancelled_owned(),
+            main_limits,
+            metrics.main_listener.clone(),
+        );
+        let admin = self.admin_listener.map(|admin| {
+            serve(
+                admin,
+                Router::new(self.state.clone(), Listener::Admin),
+                None,
+                stopping.clone().cancelled_owned(),
+                admin_limits,
+                metrics.admin_listener.clone(),
+            )
+        });
+        let trigger = async {
+            shutdown.await;
+            stopping.cancel();
+        };
+        match admin {
+            None => tokio::join!(main, trigger).0,
+            Some(admin) => tokio::join!(main, admin, trigger).0,
+        };
     }
 
     /// The bound address of the admin listener, if configured.
@@ -153,6 +172,25 @@ impl App {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
     }
+}
+
+/// File descriptors kept for everything but client connections: database connections, key
+/// and document files, the watcher, the log, the admin listener's own connections.
+const RESERVED_FDS: u64 = 256;
+
+/// Most connections a listener takes by default whatever the open-file limit: each may hold a
+/// request head of up to `MAX_HEAD_BYTES`.
+const DEFAULT_MAX_CONNECTIONS: u64 = 16_384;
+
+/// `max_connections` when not configured: what the open-file limit leaves once the reserve and
+/// the admin listener's share are set aside (see `cmd::serve`, which raises the soft limit to the
+/// hard one at start).
+fn default_max_connections(admin: usize) -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let spare = soft.saturating_sub(RESERVED_FDS + admin as u64);
+    spare.clamp(16, DEFAULT_MAX_CONNECTIONS) as usize
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -167,6 +205,7 @@ async fn build_auth(
     config: &Config,
     role: AuthRole<'_>,
     metrics: Arc<Metrics>,
+    stopping: &CancellationToken,
 ) -> Result<AuthState, StartupError> {
     let store = Store::open(role.database)?;
     prepare_schema(&store, config).await?;
@@ -198,6 +237,8 @@ async fn build_auth(
         cache,
         metrics,
         token_lifetime_secs: auth.token_lifetime.as_secs().into(),
+        body_timeout: config.server.body_timeout,
+        stopping: stopping.clone(),
     })
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{Response, StatusCode};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthState;
 use crate::config::Config;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// The configuration applied last (at start or by a reload).
     applied: ArcSwap<Config>,
     ready: AtomicBool,
+    /// Cancelled when shutdown begins: listeners stop, requests waiting on a slow client end.
+    pub stopping: CancellationToken,
 }
 
 /// Settings a reload cannot change, and how to tell them apart.
@@ -101,6 +104,7 @@ impl AppState {
         resource: Option<ResourceState>,
         metrics: Arc<Metrics>,
         tls: Option<TlsHandle>,
+        stopping: CancellationToken,
     ) -> Self {
         Self {
             applied: ArcSwap::from_pointee(config.clone()),
@@ -110,6 +114,7 @@ impl AppState {
             metrics,
             tls,
             ready: AtomicBool::new(false),
+            stopping,
         }
     }
 

@@ -16,6 +16,12 @@ pub enum TokenError {
     InvalidRequest(String),
     #[error("request body too large")]
     TooLarge,
+    /// The body did not arrive within `[server] body_timeout_secs` (408).
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
+    /// The daemon is stopping and the request was not complete yet (503).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// Unknown client, wrong secret, disabled client or no authentication (section 5.2).
     /// `basic` records whether the client tried HTTP Basic, which decides `WWW-Authenticate`.
     #[error("invalid_client: {description}")]
@@ -52,13 +58,13 @@ impl TokenError {
     /// The RFC error code, also used as the outcome label in logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::TooLarge => "invalid_request",
+            Self::InvalidRequest(_) | Self::TooLarge | Self::BodyTimeout(_) => "invalid_request",
             Self::InvalidClient { .. } => "invalid_client",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
-            Self::Unavailable(_) | Self::Internal(_) => "server_error",
+            Self::Unavailable(_) | Self::Internal(_) | Self::ShuttingDown => "server_error",
         }
     }
 
@@ -73,6 +79,9 @@ impl TokenError {
                     crate::http::request::MAX_BODY
                 ),
             ),
+            // RFC 9110 section 15.5.9; the connection is closed after it.
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, self.to_string()),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             Self::InvalidClient { description, .. } => {
                 (StatusCode::UNAUTHORIZED, description.clone())
             }
@@ -102,6 +111,9 @@ impl TokenError {
             }
             Self::Unavailable(_) => {
                 resp = response::with_header(resp, header::RETRY_AFTER, "5");
+            }
+            Self::BodyTimeout(_) | Self::ShuttingDown => {
+                resp = response::with_header(resp, header::CONNECTION, "close");
             }
             _ => {}
         }

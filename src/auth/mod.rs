@@ -30,6 +30,10 @@ pub struct AuthState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Lifetime of new tokens in seconds; changed by a reload, so kept apart from `config`.
     pub token_lifetime_secs: std::sync::atomic::AtomicU64,
+    /// The whole request body must arrive within this (`[server] body_timeout_secs`).
+    pub body_timeout: std::time::Duration,
+    /// Cancelled when the daemon stops: a body still arriving is not waited for.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AuthState {

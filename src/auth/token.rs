@@ -116,7 +116,7 @@ where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (form, credentials) = read_request(req).await?;
+    let (form, credentials) = read_request(state, req).await?;
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let scope_param = form.single("scope").map_err(repeated)?;
@@ -145,7 +145,11 @@ where
 }
 
 /// Reads the form (RFC 6749 section 4.4.2) and the client's credentials; checks the grant type.
-async fn read_request<B>(req: Request<B>) -> Result<(Form, Credentials), TokenError>
+/// The body must arrive within the body deadline, and is not waited for once the daemon stops.
+async fn read_request<B>(
+    state: &AuthState,
+    req: Request<B>,
+) -> Result<(Form, Credentials), TokenError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -157,7 +161,12 @@ where
             "Content-Type must be application/x-www-form-urlencoded".into(),
         ));
     }
-    let body = request::read_body(body).await.map_err(|e| match e {
+    let read = tokio::time::timeout(state.body_timeout, request::read_body(body));
+    let body = tokio::select! {
+        read = read => read.map_err(|_| TokenError::BodyTimeout(state.body_timeout))?,
+        () = state.stopping.cancelled() => return Err(TokenError::ShuttingDown),
+    };
+    let body = body.map_err(|e| match e {
         BodyError::TooLarge => TokenError::TooLarge,
         BodyError::Read(m) => TokenError::InvalidRequest(m),
     })?;

@@ -63,6 +63,7 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
     let config = Config::load(&arg.config)?;
     check_runtime_files(&config)?;
     let (log, _log_guard) = logging::init(&config);
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -87,6 +88,29 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft open-file limit to the hard one, as Go's runtime and nginx do: the soft
+/// default of 1024 exists for select(2), which nothing here uses, and each connection needs a
+/// descriptor. `max_connections` is sized from the result (see `app`); the packaged unit sets
+/// `LimitNOFILE=` for the hard limit.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), Some(hard)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+        Err(error) => tracing::warn!(%error, soft, hard, "cannot raise the open-file limit"),
+    }
 }
 
 /// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT complete the future (which stops the

@@ -47,6 +47,16 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     pub admin_listen: Option<SocketAddr>,
     pub tls: Option<TlsConfig>,
+    /// A connection must complete each request head within this.
+    pub header_read_timeout: Duration,
+    /// The token endpoint's whole request body must arrive within this.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection (HTTP/1.1 or HTTP/2) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Open connections on `listen`; `None`: sized at start from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Open connections on `admin_listen`, kept apart so health checks answer during a flood.
+    pub admin_max_connections: usize,
 }
 
 /// Certificate and key files for HTTPS.
@@ -715,6 +725,11 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
         admin_listen,
         tls,
+        header_read_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+        keepalive_timeout: Duration::from_secs(60),
+        max_connections: None,
+        admin_max_connections: 64,
     })
 }
 

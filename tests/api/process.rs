@@ -132,6 +132,18 @@ impl Daemon {
             .unwrap()
     }
 
+    /// `POST /token` for `client`, as a future that does not borrow the daemon.
+    fn token_future(
+        &self,
+        client: &TestClient,
+    ) -> impl std::future::Future<Output = reqwest::Response> + Send + 'static {
+        let request = reqwest::Client::new()
+            .post(self.url("/token"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&[("grant_type", "client_credentials")]);
+        async move { request.send().await.unwrap() }
+    }
+
     /// An access token for `client`.
     async fn access_token(&self, client: &TestClient) -> String {
         let body: serde_json::Value = self.token(client).await.json().await.unwrap();
@@ -143,6 +155,22 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after `limit`.
+async fn wait_for<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -265,37 +293,54 @@ async fn sighup_applies_a_new_token_lifetime_and_a_new_signing_key() {
 }
 
 #[tokio::test]
-async fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
-    let mut d = Daemon::sqlite("").await;
+async fn sigterm_lets_a_request_in_flight_finish_and_drops_one_still_sending_then_exits_zero() {
+    // Verifying this client's secret takes a while (t = 40), long enough to be in flight.
+    let mut d = Daemon::sqlite("[auth.argon2]\niterations = 40").await;
+    let client = d.add_client("api_v0.0.1");
     let port: u16 = d.base.rsplit(':').next().unwrap().parse().unwrap();
-    // 1. A request whose body is still arriving.
+    // 1. A request whose body is still arriving, and a complete one being answered.
     let body = "grant_type=client_credentials";
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut sending = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
-        conn,
+        sending,
         "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
         body.len(),
         &body[..10]
     )
     .unwrap();
-    conn.flush().unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // 2. SIGTERM while it is in flight.
+    let complete = tokio::spawn(d.token_future(&client));
+    let in_flight = "steelcut_requests_in_flight{listener=\"main\"}";
+    wait_for(Duration::from_secs(10), || async {
+        metric(&d.url("/metrics"), in_flight).await >= 3.0
+    })
+    .await;
+    // 2. SIGTERM while both are in flight.
+    let term = std::time::Instant::now();
     d.signal("TERM");
     assert_eq!(d.next_message().await, "STOPPING=1");
-    // 3. New connections are refused, the slow one still gets its answer.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    conn.write_all(&body.as_bytes()[10..]).unwrap();
+    // 3. The one still sending is answered at once (503, connection closed); the complete one
+    //    gets its token.
     let mut answer = String::new();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
+    sending
+        .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let _ = conn.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("invalid_client"), "{answer}");
-    // 4. Then the process exits 0.
+    let _ = sending.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        term.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        term.elapsed()
+    );
+    assert_eq!(complete.await.unwrap().status(), 200);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // 4. Then the process exits 0, well before the grace period (5 s) is over.
     let (code, _) = d.wait();
     assert_eq!(code, Some(0));
+    assert!(
+        term.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        term.elapsed()
+    );
 }
 
 #[tokio::test]
