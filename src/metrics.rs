@@ -25,6 +25,7 @@ pub const TOKEN_OUTCOMES: &[&str] = &[
     "invalid_target",
     "server_error",
     "method_not_allowed",
+    "throttled",
 ];
 
 /// Bucket bounds in seconds, from 100 µs (a cached credential) to 5 s (a queue of argon2).
@@ -126,6 +127,8 @@ pub struct Metrics {
     routes: ArcSwap<HashMap<String, Arc<RouteCounters>>>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Token requests refused by the failed-authentication throttle: by client id, by address.
+    auth_throttled: [AtomicU64; 2],
     /// The main listener's connections.
     pub main_listener: Arc<ListenerCounters>,
     /// The admin listener's connections (when there is one).
@@ -141,6 +144,7 @@ impl Default for Metrics {
             routes: ArcSwap::default(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            auth_throttled: Default::default(),
             main_listener: Arc::default(),
             admin_listener: Arc::default(),
         }
@@ -156,6 +160,15 @@ impl Metrics {
             .or_else(|| TOKEN_OUTCOMES.iter().position(|o| *o == "server_error"))
             .unwrap_or(0);
         self.token_requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a token request refused by the throttle.
+    pub fn throttled(&self, by: crate::auth::limits::By) {
+        let i = match by {
+            crate::auth::limits::By::Client => 0,
+            crate::auth::limits::By::Address => 1,
+        };
+        self.auth_throttled[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters of the route at `path` (configured paths only), created on first use.
@@ -175,22 +188,26 @@ impl Metrics {
     /// The text exposition format (version 0.0.4).
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP steelcut_build_info Build information.\n# TYPE steelcut_build_info gauge\n",
+        let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        family(
+            &mut out,
+            "steelcut_build_info",
+            "gauge",
+            "Build information.",
+            [(version.as_str(), 1)],
         );
-        let _ = writeln!(
-            out,
-            "steelcut_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+        let outcomes: Vec<(String, u64)> = TOKEN_OUTCOMES
+            .iter()
+            .zip(&self.token_requests)
+            .map(|(label, n)| (format!("outcome=\"{label}\""), n.load(Ordering::Relaxed)))
+            .collect();
+        family(
+            &mut out,
+            "steelcut_token_requests_total",
+            "counter",
+            "Token requests by outcome.",
+            outcomes.iter().map(|(l, n)| (l.as_str(), *n)),
         );
-        out.push_str("# HELP steelcut_token_requests_total Token requests by outcome.\n# TYPE steelcut_token_requests_total counter\n");
-        for (label, n) in TOKEN_OUTCOMES.iter().zip(&self.token_requests) {
-            let _ = writeln!(
-                out,
-                "steelcut_token_requests_total{{outcome=\"{label}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
         self.client_auth_seconds.render(
             &mut out,
             "steelcut_client_authentication_seconds",
@@ -202,57 +219,69 @@ impl Metrics {
             "Time to answer a token request.",
         );
         self.render_routes(&mut out);
-        for (name, help, value) in [
+        self.render_counters(&mut out, gauges);
+        self.render_listeners(&mut out);
+        out
+    }
+
+    fn render_counters(&self, out: &mut String, gauges: Gauges) {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        for (name, kind, help, value) in [
             (
                 "steelcut_reloads_total",
+                "counter",
                 "Successful configuration reloads.",
-                self.reloads.load(Ordering::Relaxed),
+                load(&self.reloads),
             ),
             (
                 "steelcut_reload_failures_total",
+                "counter",
                 "Configuration reloads refused because the new configuration was invalid.",
-                self.reload_failures.load(Ordering::Relaxed),
+                load(&self.reload_failures),
             ),
             (
                 "steelcut_jwks_fetches_total",
+                "counter",
                 "Fetches of a remote JWKS (jwks_url), successful or not.",
                 gauges.jwks_fetches,
             ),
             (
                 "steelcut_credential_cache_hits_total",
+                "counter",
                 "Token requests whose client secret was found in the verified-credential cache.",
                 gauges.credential_cache_hits,
             ),
             (
                 "steelcut_token_cache_hits_total",
+                "counter",
                 "Resource requests whose token was found in the verified-token cache.",
                 gauges.token_cache_hits,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        self.render_listeners(&mut out);
-        for (name, help, value) in [
             (
                 "steelcut_credential_cache_entries",
+                "gauge",
                 "Clients in the verified-credential cache.",
                 gauges.credential_cache_entries,
             ),
             (
                 "steelcut_token_cache_entries",
+                "gauge",
                 "Tokens in the verified-token cache.",
                 gauges.token_cache_entries,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            family(out, name, kind, help, [("", value)]);
         }
-        out
+        family(
+            out,
+            "steelcut_auth_throttled_total",
+            "counter",
+            "Token requests refused (429) after too many failed client authentications, by what was throttled.",
+            [
+                ("by=\"client\"", load(&self.auth_throttled[0])),
+                ("by=\"address\"", load(&self.auth_throttled[1])),
+            ],
+        );
     }
 
     fn render_listeners(&self, out: &mut String) {
@@ -260,30 +289,34 @@ impl Metrics {
             ("main", &self.main_listener),
             ("admin", &self.admin_listener),
         ];
-        out.push_str("# HELP steelcut_connections_open Connections open now, by listener.\n# TYPE steelcut_connections_open gauge\n");
-        for (name, c) in listeners {
-            let _ = writeln!(
-                out,
-                "steelcut_connections_open{{listener=\"{name}\"}} {}",
-                c.open.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP steelcut_requests_in_flight Requests being answered now, by listener.\n# TYPE steelcut_requests_in_flight gauge\n");
-        for (name, c) in listeners {
-            let _ = writeln!(
-                out,
-                "steelcut_requests_in_flight{{listener=\"{name}\"}} {}",
-                c.in_flight.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP steelcut_connections_refused_total Connections closed at once because the listener was at its max_connections.\n# TYPE steelcut_connections_refused_total counter\n");
-        for (name, c) in listeners {
-            let _ = writeln!(
-                out,
-                "steelcut_connections_refused_total{{listener=\"{name}\"}} {}",
-                c.refused.load(Ordering::Relaxed)
-            );
-        }
+        let labels = listeners.map(|(name, _)| format!("listener=\"{name}\""));
+        let series = |f: fn(&ListenerCounters) -> &AtomicU64| {
+            labels
+                .iter()
+                .zip(listeners)
+                .map(move |(l, (_, c))| (l.as_str(), f(c).load(Ordering::Relaxed)))
+        };
+        family(
+            out,
+            "steelcut_connections_open",
+            "gauge",
+            "Connections open now, by listener.",
+            series(|c| &c.open),
+        );
+        family(
+            out,
+            "steelcut_requests_in_flight",
+            "gauge",
+            "Requests being answered now, by listener.",
+            series(|c| &c.in_flight),
+        );
+        family(
+            out,
+            "steelcut_connections_refused_total",
+            "counter",
+            "Connections closed at once because the listener was at its max_connections.",
+            series(|c| &c.refused),
+        );
     }
 
     fn render_routes(&self, out: &mut String) {
@@ -308,6 +341,25 @@ impl Metrics {
                     escape(path)
                 );
             }
+        }
+    }
+}
+
+/// One metric family: its HELP and TYPE lines, then a sample per `(labels, value)`, where
+/// `labels` is the inside of the braces (empty for none).
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
     }
 }

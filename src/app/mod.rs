@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::CredentialCache;
+use crate::auth::limits::Limiter;
 use crate::auth::password::Verifier;
 use crate::auth::AuthState;
 use crate::config::{AuthRole, Config, DatabaseUrl};
@@ -239,6 +240,8 @@ async fn build_auth(
         token_lifetime_secs: auth.token_lifetime.as_secs().into(),
         body_timeout: config.server.body_timeout,
         stopping: stopping.clone(),
+        limiter: Limiter::new(auth.limits),
+        trusted_proxies: config.server.trusted_proxies.clone(),
     })
 }
 

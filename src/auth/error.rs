@@ -5,6 +5,7 @@
 
 use http::{header, Response, StatusCode};
 
+use super::limits::Throttled;
 use super::password::WorkersGone;
 use crate::http::response::{self, Body};
 use crate::store::StoreError;
@@ -19,6 +20,10 @@ pub enum TokenError {
     /// The body did not arrive within `[server] body_timeout_secs` (408).
     #[error("the request body did not arrive within {} s", .0.as_secs())]
     BodyTimeout(std::time::Duration),
+    /// Too many failed authentications for this client id or from this address (429): see
+    /// [`super::limits`].
+    #[error("too many failed client authentications; retry after {} s", retry_after_secs(.0))]
+    Throttled(Throttled),
     /// The daemon is stopping and the request was not complete yet (503).
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -58,13 +63,24 @@ impl TokenError {
     /// The RFC error code, also used as the outcome label in logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::TooLarge | Self::BodyTimeout(_) => "invalid_request",
+            Self::InvalidRequest(_)
+            | Self::TooLarge
+            | Self::BodyTimeout(_)
+            | Self::Throttled(_) => "invalid_request",
             Self::InvalidClient { .. } => "invalid_client",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::Unavailable(_) | Self::Internal(_) | Self::ShuttingDown => "server_error",
+        }
+    }
+
+    /// The outcome label of logs and metrics: the RFC code, except `throttled` for a 429.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Throttled(_) => "throttled",
+            other => other.code(),
         }
     }
 
@@ -82,6 +98,8 @@ impl TokenError {
             // RFC 9110 section 15.5.9; the connection is closed after it.
             Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
+            // RFC 6585 section 4, with the RFC 6749 section 5.2 body.
+            Self::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
             Self::InvalidClient { description, .. } => {
                 (StatusCode::UNAUTHORIZED, description.clone())
             }
@@ -112,6 +130,10 @@ impl TokenError {
             Self::Unavailable(_) => {
                 resp = response::with_header(resp, header::RETRY_AFTER, "5");
             }
+            Self::Throttled(t) => {
+                let secs = retry_after_secs(t).to_string();
+                resp = response::with_header(resp, header::RETRY_AFTER, &secs);
+            }
             Self::BodyTimeout(_) | Self::ShuttingDown => {
                 resp = response::with_header(resp, header::CONNECTION, "close");
             }
@@ -119,4 +141,9 @@ impl TokenError {
         }
         resp
     }
+}
+
+/// Whole seconds until a throttled client may try again (at least 1).
+fn retry_after_secs(t: &Throttled) -> u64 {
+    t.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }

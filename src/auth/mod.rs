@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod client_auth;
 pub mod error;
+pub mod limits;
 pub mod password;
 pub mod token;
 
@@ -34,6 +35,10 @@ pub struct AuthState {
     pub body_timeout: std::time::Duration,
     /// Cancelled when the daemon stops: a body still arriving is not waited for.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Failed authentications per client id and address (see [`limits`]).
+    pub limiter: limits::Limiter,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` name the client's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AuthState {

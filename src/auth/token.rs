@@ -2,6 +2,7 @@
 //! (RFC 8707), issuing RFC 9068 JWT access tokens signed with Ed25519.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -11,8 +12,9 @@ use super::client_auth::{self, Credentials};
 use super::error::{InternalError, TokenError};
 use super::AuthState;
 use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
-use crate::http::request::{self, BodyError, Form};
+use crate::http::request::{self, BodyError, Form, Peer};
 use crate::http::response::{self, Body};
+use crate::logfield::{self, Bounded};
 use crate::store::Client;
 use crate::time::now_unix;
 
@@ -58,7 +60,7 @@ pub struct Outcome {
     pub response: Response<Body>,
     /// The authenticated client, when authentication succeeded.
     pub client_id: Option<String>,
-    /// `issued` or the RFC error code.
+    /// `issued`, `throttled` or the RFC error code.
     pub label: &'static str,
 }
 
@@ -97,7 +99,7 @@ where
                 }
                 other => tracing::debug!(error = %other, "token request refused"),
             }
-            let label = e.code();
+            let label = e.label();
             Outcome {
                 response: e.into_response(&state.config.realm),
                 client_id,
@@ -116,13 +118,18 @@ where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    let address = request::client_address(peer, req.headers(), &state.trusted_proxies);
     let (form, credentials) = read_request(state, req).await?;
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let scope_param = form.single("scope").map_err(repeated)?;
 
     let auth_started = std::time::Instant::now();
-    let client = authenticate(state, credentials).await;
+    let client = authenticate(state, credentials, address).await;
     state
         .metrics
         .client_auth_seconds
@@ -233,6 +240,7 @@ fn mint(
 async fn authenticate(
     state: &AuthState,
     credentials: Credentials,
+    address: IpAddr,
 ) -> Result<Arc<Client>, TokenError> {
     let Credentials {
         client_id,
@@ -245,6 +253,12 @@ async fn authenticate(
         .lookup(&client_id, &digest, state.store.health())
     {
         return Ok(client);
+    }
+    // Past the cache: from here on an attempt costs an argon2 verify, which too many recent
+    // failures for this id or address do not get.
+    if let Err(throttled) = state.limiter.check(&client_id, address) {
+        state.metrics.throttled(throttled.by);
+        return Err(TokenError::Throttled(throttled));
     }
     let lookup_id = client_id.clone();
     // While the database is known to be down this fails at once (503), without waiting for a
@@ -271,7 +285,12 @@ async fn authenticate(
             Ok(c)
         }
         _ => {
-            tracing::info!(client_id = ?truncate(&client_id), "client authentication failed");
+            state.limiter.failed(&client_id, address);
+            tracing::info!(
+                client_id = %Bounded::new(&client_id, logfield::CLIENT_ID),
+                %address,
+                "client authentication failed"
+            );
             Err(TokenError::InvalidClient {
                 description: "client authentication failed".into(),
                 basic,

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Open connections on `admin_listen`, kept apart so health checks answer during a flood.
     pub admin_max_connections: usize,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Certificate and key files for HTTPS.
@@ -165,6 +167,8 @@ pub struct AuthConfig {
     pub credential_cache_size: usize,
     /// How long verified credentials keep answering once the database is down (0: not at all).
     pub serve_cached_when_db_down: Duration,
+    /// Throttling of failed client authentication (`[auth.limits]`).
+    pub limits: crate::auth::limits::Policy,
 }
 
 /// Where the resource server gets the public keys that verify tokens.
@@ -730,6 +734,7 @@ fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
         keepalive_timeout: Duration::from_secs(60),
         max_connections: None,
         admin_max_connections: 64,
+        trusted_proxies: Vec::new(),
     })
 }
 
@@ -915,6 +920,7 @@ fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
         serve_cached_when_db_down: Duration::from_secs(
             raw.serve_cached_when_db_down_secs.unwrap_or(60),
         ),
+        limits: crate::auth::limits::Policy::default(),
     })
 }
 

@@ -22,6 +22,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::request::Peer;
 use super::response::Body;
 use crate::metrics::ListenerCounters;
 
@@ -232,16 +234,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
-/// A service that reports each request's start and end to a [`ConnState`].
+/// A service that reports each request's start and end to a [`ConnState`], and gives each
+/// request its connection's peer address ([`Peer`]).
 #[derive(Clone)]
 pub struct Tracked<S> {
     inner: S,
     state: Arc<ConnState>,
+    peer: SocketAddr,
 }
 
 impl<S> Tracked<S> {
-    pub fn new(inner: S, state: Arc<ConnState>) -> Self {
-        Self { inner, state }
+    pub fn new(inner: S, state: Arc<ConnState>, peer: SocketAddr) -> Self {
+        Self { inner, state, peer }
     }
 }
 
@@ -263,7 +267,8 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(Peer(self.peer));
         self.state.request_started();
         let guard = InFlight(self.state.clone());
         let fut = self.inner.call(req);

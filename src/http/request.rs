@@ -1,6 +1,7 @@
 //! Reading requests: a bounded body, strict form parsing, and the `Authorization` header.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::header;
@@ -130,4 +131,120 @@ pub fn authorization(
         scheme,
         credentials: credentials.trim(),
     }))
+}
+
+/// The peer address of the connection a request came on; the accept loop puts it in every
+/// request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+/// The address a request comes from: the peer's, unless the peer is one of `trusted` proxies,
+/// in which case the address that proxy names is taken instead — from `Forwarded` (RFC 7239)
+/// if present, else `X-Forwarded-For` — walking the list from the right and skipping further
+/// trusted proxies. Nobody else can choose the address counted against them: with no trusted
+/// proxy these headers are ignored.
+pub fn client_address(peer: IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|net| net.contains(a));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(k, _)| k.eq_ignore_ascii_case("for"))
+                .map(|(_, v)| v.trim())
+        })
+        .collect();
+    let hops: Vec<&str> = if forwarded.is_empty() {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect()
+    } else {
+        forwarded
+    };
+    let mut address = peer;
+    for hop in hops.iter().rev() {
+        if !is_trusted(&address) {
+            break;
+        }
+        match parse_hop(hop) {
+            Some(a) => address = a,
+            // "unknown", an obfuscated name or garbage: the proxy is the best we know.
+            None => break,
+        }
+    }
+    address
+}
+
+/// One `for=` value or X-Forwarded-For entry: an address, possibly quoted, bracketed (IPv6)
+/// and with a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim_matches('"');
+    if let Ok(a) = hop.parse::<IpAddr>() {
+        return Some(a);
+    }
+    if let Ok(s) = hop.parse::<SocketAddr>() {
+        return Some(s.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.split(']').next())
+        .and_then(|h| h.parse().ok())
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let spoofed = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(
+            client_address(ip("192.0.2.7"), &spoofed, &[]),
+            ip("192.0.2.7")
+        );
+        let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let xff = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")]);
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &xff, &trusted),
+            ip("203.0.113.9")
+        );
+        let fwd = headers(&[(
+            "forwarded",
+            "for=198.51.100.1, for=\"[2001:db8::17]:4711\";proto=https",
+        )]);
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &fwd, &trusted),
+            ip("2001:db8::17")
+        );
+        let unknown = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &unknown, &trusted),
+            ip("10.0.0.2")
+        );
+    }
 }

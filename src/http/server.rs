@@ -14,6 +14,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +116,7 @@ pub async fn serve<S>(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         // At the cap: closing at once is the cheapest answer, and keeps the
                         // descriptors for connections that are already being served.
@@ -123,7 +124,7 @@ pub async fn serve<S>(
                         drop(stream);
                         continue;
                     };
-                    tracker.spawn(connection(stream, permit, shared.clone()));
+                    tracker.spawn(connection(stream, peer, permit, shared.clone()));
                 }
                 Err(e) => {
                     errors.record(&e);
@@ -189,8 +190,12 @@ impl Drop for Open {
 }
 
 /// One connection, from accept to close. Holding `_permit` keeps its place under the cap.
-async fn connection<S>(stream: TcpStream, _permit: OwnedSemaphorePermit, shared: Arc<Shared<S>>)
-where
+async fn connection<S>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared<S>>,
+) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
@@ -202,7 +207,7 @@ where
     let _ = stream.set_nodelay(true);
     let state = ConnState::new(shared.counters.clone());
     let Some(handle) = &shared.tls else {
-        return drive(stream, state, &shared).await;
+        return drive(stream, peer, state, &shared).await;
     };
     let acceptor = handle.load_full();
     // The handshake gets the header timeout, and is abandoned at shutdown.
@@ -210,7 +215,7 @@ where
         tokio::time::timeout(shared.limits.timeouts.header_read, acceptor.accept(stream));
     tokio::select! {
         result = handshake => match result {
-            Ok(Ok(tls_stream)) => drive(tls_stream, state, &shared).await,
+            Ok(Ok(tls_stream)) => drive(tls_stream, peer, state, &shared).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
         },
@@ -219,7 +224,7 @@ where
 }
 
 /// Serves HTTP on an established stream until it ends, its deadline passes, or shutdown.
-async fn drive<I, S>(io: I, state: Arc<ConnState>, shared: &Shared<S>)
+async fn drive<I, S>(io: I, peer: SocketAddr, state: Arc<ConnState>, shared: &Shared<S>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
@@ -230,7 +235,7 @@ where
     S::Future: Send + 'static,
 {
     let io = TokioIo::new(TrackedIo::new(io, state.clone()));
-    let service = Tracked::new(shared.service.clone(), state.clone());
+    let service = Tracked::new(shared.service.clone(), state.clone(), peer);
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let timeouts = shared.limits.timeouts;
