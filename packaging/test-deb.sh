@@ -11,8 +11,8 @@
 # 5. A throwaway Debian 12 chroot (debootstrap from the mirror this machine's apt uses; the
 #    pristine root is cached under target/deb-test/ so reruns skip debootstrap): install,
 #    check the user, modes, the enabled-unit symlink and `systemd-analyze verify`; start
-#    steelcutd exactly as the unit's ExecStartPre/ExecStart do, as user steelcut, in a private
-#    network namespace; add a client with the CLI, get a token with curl, read the resource;
+#    steelcutd exactly as the unit's ExecStart does, as user steelcut, in a private network
+#    namespace; add a client with the CLI, get a token with curl, read the resource;
 #    stop it with SIGTERM; upgrade to -2 over an edited conffile (--force-confold) and check
 #    the edit survived; purge and check state, keys and config are gone; reinstall and start
 #    again.
@@ -174,9 +174,9 @@ wait_for_status() {
     fail "$url answered $got, not $want, after 60 s"
 }
 
-# Starts steelcutd as ExecStartPre= and ExecStart= do: same commands, same user.
+# Starts steelcutd as ExecStart= does: same command, same user.
 start_daemon() {
-    check "ExecStartPre (check-config) passes as user steelcut" \
+    check "check-config (the first ExecReload=) passes as user steelcut" \
         in_chroot runuser -u steelcut -- /usr/bin/steelcutd check-config --config /etc/steelcut.toml
     # A simple command in the background, so that $! is chroot, which execs runuser.
     chroot "$CHROOT" runuser -u steelcut -- /usr/bin/steelcutd serve --config /etc/steelcut.toml \
