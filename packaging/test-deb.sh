@@ -11,18 +11,27 @@
 # 5. A throwaway Debian 12 chroot (debootstrap from the mirror this machine's apt uses; the
 #    pristine root is cached under target/deb-test/ so reruns skip debootstrap): install,
 #    check the user, modes, the enabled-unit symlink and `systemd-analyze verify`; start
-#    steelcutd exactly as the unit's ExecStartPre/ExecStart do, as user steelcut, in a private
-#    network namespace; add a client with the CLI, get a token with curl, read the resource;
+#    steelcutd exactly as the unit's ExecStart does, as user steelcut, in a private network
+#    namespace; add a client with the CLI, get a token with curl, read the resource;
 #    stop it with SIGTERM; upgrade to -2 over an edited conffile (--force-confold) and check
 #    the edit survived; purge and check state, keys and config are gone; reinstall and start
 #    again.
+# 6. Under a real systemd: another copy of the same root, booted with systemd-nspawn with only
+#    loopback inside. One `PASS: <step>` line per step: install, `systemctl start` reaches
+#    active (running) through READY=1; client, token and route over loopback; `systemctl
+#    reload`; a reload with a broken file fails, names the key and the old configuration keeps
+#    serving; a restart with a broken file ends `failed` without a restart loop; the fixed
+#    file starts again; `systemctl stop` exits 0; `systemd-analyze security` online is at most
+#    1.5; a reboot of the container brings the enabled unit up; `apt purge` removes
+#    configuration, keys and data. A failure there prints the unit's journal.
 #
-# Root only (debootstrap, chroot, mounts, namespaces). Missing tools (lintian, debootstrap,
-# systemd-analyze, jq, curl, iproute2, cargo-deb) are installed first. The script is
-# idempotent: it removes the chroot of a previous run before starting, and on exit kills
-# what it started and unmounts what it mounted. STEELCUT_DEB_KEEP_CHROOT=1 leaves the chroot
-# in place (unmounted) for inspection; STEELCUT_DEB_SKIP_BUILD=1 reuses the .deb files of a
-# previous run.
+# Root only (debootstrap, chroot, mounts, namespaces, systemd-nspawn). Missing tools
+# (lintian, debootstrap, systemd-analyze, systemd-nspawn, jq, curl, iproute2, cargo-deb) are
+# installed first. The script is idempotent: it removes the chroot and container root of a
+# previous run before starting, and on exit kills what it started (the container too) and
+# unmounts what it mounted. STEELCUT_DEB_KEEP_CHROOT=1 leaves the chroot and the container
+# root in place (unmounted, stopped) for inspection; STEELCUT_DEB_SKIP_BUILD=1 reuses the .deb
+# files of a previous run.
 
 set -Eeuo pipefail
 
@@ -35,6 +44,11 @@ SELF="$ROOT/packaging/test-deb.sh"
 WORK="$ROOT/target/deb-test"
 PRISTINE="$WORK/bookworm-pristine"
 CHROOT="$WORK/chroot"
+MACHINE="$WORK/machine"
+MACHINE_NAME=steelcutd-test
+MACHINE_CONSOLE="$WORK/machine-console.log"
+NSPAWN_PID=""
+MACHINE_PID=""
 APT_CACHE="$WORK/apt-archives"
 SUITE=bookworm
 LISTEN=127.0.0.1:8080
@@ -65,6 +79,9 @@ fail() {
 }
 
 ok() { printf '    ok: %s\n' "$*"; }
+
+# The one line per step of the systemd part that says it held.
+pass() { printf 'PASS: %s\n' "$STEP"; }
 
 # `check DESCRIPTION COMMAND...`: runs the command (its output indented), fails the run naming
 # DESCRIPTION if it fails.
@@ -125,27 +142,38 @@ remove_tree() {
 }
 
 cleanup() {
-    local rc=$?
+    local rc=$? step_end
     trap - EXIT ERR
+    step_end=$(date +%s)
     if [ -n "${DAEMON_PID:-}" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
         kill -TERM "$DAEMON_PID" 2>/dev/null || true
         sleep 1
         kill -KILL "$DAEMON_PID" 2>/dev/null || true
     fi
-    # Only the outer run owns the chroot's mounts (the netns helper shares them).
+    # Only the outer run owns the chroot's mounts and the container (the netns helper shares
+    # the mounts).
     if [ "${IN_NETNS:-0}" = 0 ]; then
+        if [ "$rc" != 0 ] && [ -n "$NSPAWN_PID" ]; then
+            machine_report || true
+        fi
+        kill_machine || true
         unmount_below "$CHROOT"
         unmount_below "$PRISTINE.tmp"
-        if [ "$rc" = 0 ] && [ "${STEELCUT_DEB_KEEP_CHROOT:-0}" != 1 ]; then
-            remove_tree "$CHROOT"
-        elif [ -d "$CHROOT" ]; then
-            say "chroot left in $CHROOT (unmounted) for inspection; the next run removes it"
-        fi
+        local tree
+        for tree in "$CHROOT" "$MACHINE"; do
+            if [ "$rc" = 0 ] && [ "${STEELCUT_DEB_KEEP_CHROOT:-0}" != 1 ]; then
+                remove_tree "$tree"
+            elif [ -d "$tree" ]; then
+                say "$tree left (unmounted, nothing running in it) for inspection; the next run removes it"
+            fi
+        done
         local now
         now=$(date +%s)
+        printf '    (cleanup: %ss)\n' "$((now - step_end))"
         if [ "$rc" = 0 ]; then
-            printf '    (%s: %ss)\n\nPASSED: packaging/test-deb.sh in %ss\n' \
-                "$STEP" "$((now - STEP_STARTED))" "$((now - T0))"
+            printf '    (%s: %ss)\n\nPASSED: packaging/test-deb.sh in %ss%s\n' \
+                "$STEP" "$((step_end - STEP_STARTED))" "$((now - T0))" \
+                "${SYSTEMD_SECS:+ (systemd part: ${SYSTEMD_SECS}s)}"
         else
             printf '\nFAILED: packaging/test-deb.sh after %ss (step "%s")\n' "$((now - T0))" "$STEP" >&2
         fi
@@ -174,9 +202,9 @@ wait_for_status() {
     fail "$url answered $got, not $want, after 60 s"
 }
 
-# Starts steelcutd as ExecStartPre= and ExecStart= do: same commands, same user.
+# Starts steelcutd as ExecStart= does: same command, same user.
 start_daemon() {
-    check "ExecStartPre (check-config) passes as user steelcut" \
+    check "check-config (the first ExecReload=) passes as user steelcut" \
         in_chroot runuser -u steelcut -- /usr/bin/steelcutd check-config --config /etc/steelcut.toml
     # A simple command in the background, so that $! is chroot, which execs runuser.
     chroot "$CHROOT" runuser -u steelcut -- /usr/bin/steelcutd serve --config /etc/steelcut.toml \
@@ -212,45 +240,58 @@ stop_daemon() {
     ok "SIGTERM: steelcutd exited 0"
 }
 
-netns_first_start() {
-    ip link set lo up
-    start_daemon
+# The client side, shared by the chroot and the systemd parts: RUN is in_chroot or in_machine.
 
-    # 1. Register a client for the example route with the admin CLI, as user steelcut.
-    local client id secret
-    client=$(in_chroot runuser -u steelcut -- /usr/bin/steelcutd client add \
-        --config /etc/steelcut.toml --name test-deb --resource "$AUDIENCE")
-    id=$(jq -er .client_id <<<"$client") || fail "client add printed no client_id: $client"
-    secret=$(jq -er .client_secret <<<"$client") || fail "client add printed no client_secret"
-    ok "client add: client $id"
+# `add_client RUN NAME`: registers a client for the example route with the admin CLI, as user
+# steelcut; sets CLIENT_ID and CLIENT_SECRET.
+add_client() {
+    local run=$1 name=$2 client
+    client=$("$run" runuser -u steelcut -- /usr/bin/steelcutd client add \
+        --config /etc/steelcut.toml --name "$name" --resource "$AUDIENCE")
+    CLIENT_ID=$(jq -er .client_id <<<"$client") || fail "client add printed no client_id: $client"
+    CLIENT_SECRET=$(jq -er .client_secret <<<"$client") || fail "client add printed no client_secret"
+    ok "client add: client $CLIENT_ID"
+}
 
-    # 2. Client credentials grant with HTTP Basic (RFC 6749 section 4.4), secret on stdin.
-    local headers="$CHROOT/root/token-headers" body token
-    body=$(printf 'user = "%s:%s"\n' "$id" "$secret" | in_chroot curl -sS -K - \
+# `get_token RUN`: client credentials grant with HTTP Basic (RFC 6749 section 4.4), the secret
+# on stdin; sets TOKEN and TOKEN_RESPONSE.
+get_token() {
+    local run=$1 headers body
+    body=$(printf 'user = "%s:%s"\n' "$CLIENT_ID" "$CLIENT_SECRET" | "$run" curl -sS -K - \
         -D /root/token-headers -d grant_type=client_credentials -d "resource=$AUDIENCE" \
         "http://$LISTEN/token")
-    grep -qi '^HTTP/[0-9.]* 200' "$headers" || fail "POST /token: $(head -n1 "$headers") $body"
-    grep -qi '^cache-control: *no-store' "$headers" || fail "POST /token without Cache-Control: no-store"
-    token=$(jq -er .access_token <<<"$body") || fail "POST /token: no access_token in $body"
+    headers=$("$run" cat /root/token-headers)
+    grep -qi '^HTTP/[0-9.]* 200' <<<"$headers" || fail "POST /token: $(head -n1 <<<"$headers") $body"
+    grep -qi '^cache-control: *no-store' <<<"$headers" || fail "POST /token without Cache-Control: no-store"
+    TOKEN=$(jq -er .access_token <<<"$body") || fail "POST /token: no access_token in $body"
+    TOKEN_RESPONSE=$body
     expect_eq "token_type" "bearer" "$(jq -r '.token_type | ascii_downcase' <<<"$body")"
     ok "POST /token issued an access token"
+}
 
-    # 3. The resource refuses a request without a token (RFC 6750 section 3) ...
-    local status
-    status=$(in_chroot curl -s -o /dev/null -w '%{http_code}' "http://$LISTEN$ROUTE")
+# `read_route RUN`: the route refuses a request without a token (RFC 6750 section 3) and
+# serves the document with TOKEN.
+read_route() {
+    local run=$1 status body
+    status=$("$run" curl -s -o /dev/null -w '%{http_code}' "http://$LISTEN$ROUTE")
     expect_eq "GET $ROUTE without a token" 401 "$status"
-
-    # 4. ... and serves the document with it.
-    body=$(in_chroot curl -sS -w '\n%{http_code}' -H "Authorization: Bearer $token" \
+    body=$("$run" curl -sS -w '\n%{http_code}' -H "Authorization: Bearer $TOKEN" \
         "http://$LISTEN$ROUTE")
     status=${body##*$'\n'}
     body=${body%$'\n'*}
     expect_eq "GET $ROUTE with the token: status" 200 "$status"
     expect_eq "GET $ROUTE with the token: document" \
-        "$(jq -cS . "$CHROOT/usr/share/steelcutd/protected_resource.json")" \
+        "$("$run" cat /usr/share/steelcutd/protected_resource.json | jq -cS .)" \
         "$(jq -cS . <<<"$body" 2>/dev/null || printf '%s' "$body")"
+}
 
-    # 5. Stop as systemd would.
+netns_first_start() {
+    ip link set lo up
+    start_daemon
+    add_client in_chroot test-deb
+    get_token in_chroot
+    read_route in_chroot
+    # Stop as systemd would.
     stop_daemon
 }
 
@@ -258,6 +299,175 @@ netns_restart_after_reinstall() {
     ip link set lo up
     start_daemon
     stop_daemon
+}
+
+# --------------------------------------------------------------------------------------------
+# The container for the systemd part: a copy of the pristine root booted with systemd-nspawn.
+# --private-network leaves it only a loopback interface. --register=no and --keep-unit because
+# the host need not run systemd itself (there is no machined or system bus to register with).
+# --------------------------------------------------------------------------------------------
+
+# True while PID runs. A child of this shell that has exited stays a zombie until waited for,
+# so `kill -0` alone would still say yes.
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${st:0:1}" != Z ]
+}
+
+# `in_machine COMMAND...`: runs COMMAND in all the container's namespaces with a clean
+# environment (nothing of this shell's leaks in), for at most 120 s.
+in_machine() {
+    timeout --kill-after=5 120 nsenter --target "$MACHINE_PID" --all \
+        env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+}
+
+# Boots $MACHINE and waits, at most 90 s, until its systemd has finished booting (the start
+# jobs of enabled units included).
+boot_machine() {
+    local deadline=$((SECONDS + 90)) state
+    systemd-nspawn --quiet --boot --directory="$MACHINE" --machine="$MACHINE_NAME" \
+        --register=no --keep-unit --private-network --link-journal=no --console=read-only \
+        --setenv=SYSTEMD_COLORS=0 </dev/null >>"$MACHINE_CONSOLE" 2>&1 &
+    NSPAWN_PID=$!
+    # The container's PID 1 is nspawn's child, once that runs systemd.
+    until MACHINE_PID=$(pgrep -P "$NSPAWN_PID" -x systemd); do
+        alive "$NSPAWN_PID" || { tail -n 20 "$MACHINE_CONSOLE"; fail "systemd-nspawn exited"; }
+        [ "$SECONDS" -lt "$deadline" ] || fail "no systemd in the container after 90 s"
+        sleep 0.1
+    done
+    # Fails at once until the container's manager listens; then --wait returns at the end of
+    # the boot.
+    while :; do
+        state=$(in_machine systemctl is-system-running --wait 2>/dev/null || true)
+        case $state in
+            running) break ;;
+            degraded) in_machine systemctl --failed --no-legend | sed 's/^/        /'; break ;;
+        esac
+        [ "$SECONDS" -lt "$deadline" ] || fail "the container's systemd is '$state' after 90 s"
+        sleep 0.2
+    done
+    ok "container booted: $(in_machine systemctl --version | head -n1), system $state"
+}
+
+# Shuts the container down in order (nspawn turns SIGTERM into a poweroff inside), at most
+# 60 s; nspawn exits 0 only after a clean poweroff.
+stop_machine() {
+    local deadline=$((SECONDS + 60)) rc=0
+    kill -TERM "$NSPAWN_PID"
+    while alive "$NSPAWN_PID"; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "the container did not shut down within 60 s"
+        sleep 0.2
+    done
+    wait "$NSPAWN_PID" || rc=$?
+    NSPAWN_PID=""
+    MACHINE_PID=""
+    expect_eq "systemd-nspawn exit status after the poweroff" 0 "$rc"
+}
+
+# Ends the container whatever its state: a poweroff first (10 s), then SIGKILL for its PID 1,
+# which ends every process in its PID namespace (killing nspawn alone leaves them running).
+kill_machine() {
+    [ -n "$NSPAWN_PID" ] || return 0
+    if alive "$NSPAWN_PID"; then
+        kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            alive "$NSPAWN_PID" || break
+            sleep 0.2
+        done
+    fi
+    # Only a process in another PID namespace can still be the container's init (not a
+    # reused pid).
+    if [ -n "$MACHINE_PID" ] && alive "$MACHINE_PID" &&
+        [ "$(readlink "/proc/$MACHINE_PID/ns/pid")" != "$(readlink /proc/self/ns/pid)" ]; then
+        kill -KILL "$MACHINE_PID" 2>/dev/null || true
+    fi
+    kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+    wait "$NSPAWN_PID" 2>/dev/null || true
+    NSPAWN_PID=""
+    MACHINE_PID=""
+    # nspawn leaves this behind when it does not get to clean up.
+    rmdir "/run/systemd/nspawn/propagate/$MACHINE_NAME" 2>/dev/null || true
+}
+
+# On failure: what systemd and the journal say about steelcutd, and the end of the console.
+machine_report() {
+    if [ -n "$MACHINE_PID" ] && alive "$MACHINE_PID"; then
+        say "--- systemctl status steelcutd ---"
+        in_machine systemctl status --no-pager --lines=0 steelcutd.service || true
+        say "--- journal of steelcutd.service (last 60 lines) ---"
+        in_machine journalctl --no-pager --quiet --lines=60 --unit=steelcutd.service || true
+    fi
+    say "--- container console (last 20 lines; all of it in $MACHINE_CONSOLE) ---"
+    tail -n 20 "$MACHINE_CONSOLE" 2>/dev/null || true
+    # The console ends with a login prompt, without a newline.
+    printf '\n'
+}
+
+# A property of the unit as systemd sees it (ActiveState, NRestarts, MainPID, ...).
+unit_prop() { in_machine systemctl show --property="$1" --value steelcutd.service; }
+
+# "ActiveState/SubState", such as active/running or failed/failed.
+unit_state() { printf '%s/%s' "$(unit_prop ActiveState)" "$(unit_prop SubState)"; }
+
+# `wait_unit STATE SECONDS`: polls until unit_state is STATE.
+wait_unit() {
+    local want=$1 deadline=$((SECONDS + $2)) got
+    until got=$(unit_state) && [ "$got" = "$want" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "steelcutd.service is $got, not $want, after $2 s"
+        sleep 0.2
+    done
+    ok "steelcutd.service is $got"
+}
+
+# The journal's current end, for journal_since.
+journal_cursor() {
+    local cursor
+    cursor=$(in_machine journalctl --quiet --lines=1 --output=export | sed -n 's/^__CURSOR=//p')
+    [ -n "$cursor" ] || fail "no journal cursor in the container"
+    printf '%s' "$cursor"
+}
+
+# steelcutd's journal (its output and systemd's messages about it) after a cursor.
+journal_since() {
+    in_machine journalctl --no-pager --quiet --unit=steelcutd.service --after-cursor="$1"
+}
+
+# `wait_journal CURSOR REGEX WHAT`: polls, at most 15 s, until steelcutd's journal after
+# CURSOR has lines matching REGEX, and shows them.
+wait_journal() {
+    local deadline=$((SECONDS + 15)) lines
+    until lines=$(journal_since "$1" | grep -E -- "$2"); do
+        [ "$SECONDS" -lt "$deadline" ] || fail "the journal does not show $3 (/$2/)"
+        sleep 0.3
+    done
+    printf '%s\n' "$lines" | sed 's/^/        /'
+    ok "the journal shows $3"
+}
+
+# An unlabelled counter from /metrics.
+metric() {
+    in_machine curl -sS "http://$LISTEN/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+# `wait_metric NAME VALUE`: polls, at most 15 s, until the counter has VALUE.
+wait_metric() {
+    local deadline=$((SECONDS + 15)) got
+    until got=$(metric "$1") && [ "$got" = "$2" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "$1 is '$got', not $2, after 15 s"
+        sleep 0.2
+    done
+    ok "$1 $got"
+}
+
+# The pids of steelcutd processes in the container, or "none".
+machine_daemons() {
+    local pids rc=0
+    pids=$(in_machine pgrep -x steelcutd) || rc=$?
+    case $rc in
+        0) printf '%s' "$pids" | tr '\n' ' ' ;;
+        1) printf none ;;
+        *) printf 'unknown (pgrep exited %s)' "$rc" ;;
+    esac
 }
 
 if [ "${1:-}" = "__netns" ]; then
@@ -283,7 +493,8 @@ cd "$ROOT"
 step "tools"
 missing=()
 for tool in lintian:lintian debootstrap:debootstrap systemd-analyze:systemd jq:jq curl:curl \
-    ip:iproute2 dpkg-deb:dpkg unshare:util-linux man:man-db pgrep:procps; do
+    ip:iproute2 dpkg-deb:dpkg unshare:util-linux nsenter:util-linux man:man-db pgrep:procps \
+    systemd-nspawn:systemd-container; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -424,8 +635,10 @@ fi
 say "    mirror: $MIRROR"
 # systemd and procps are what Depends names (pre-installed to keep reruns off the network as
 # far as possible; apt still resolves the rest), curl is the test's HTTP client, man-db lets
-# `systemd-analyze verify` check the unit's Documentation= page.
-RECIPE="debootstrap --variant=minbase --include=systemd,procps,curl,ca-certificates,man-db $SUITE"
+# `systemd-analyze verify` check the unit's Documentation= page. The systemd part boots a copy
+# of the same root, which has no network: systemd-sysv (/sbin/init) and dbus make it bootable,
+# and libpq5 and libsqlite3-0 are the rest of Depends, so that dpkg -i needs nothing else.
+RECIPE="debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,curl,ca-certificates,man-db,libpq5,libsqlite3-0 $SUITE"
 if [ "$(cat "$PRISTINE/.pristine-recipe" 2>/dev/null)" != "$RECIPE" ]; then
     say "    $RECIPE (cached in $PRISTINE until the recipe changes)"
     remove_tree "$PRISTINE"
@@ -556,3 +769,198 @@ expect_eq "reinstalled version" "${VERSION}-1" "$(pkg_field Version)"
 check_installed_state
 check "the default config is back" cmp -s "$CHROOT/etc/steelcut.toml" config/steelcut.toml
 unshare --net -- bash "$SELF" __netns netns_restart_after_reinstall "$STEP"
+
+# ---------------------------------------------------------------------------------------------
+# Under a real systemd. Every wait is bounded: in_machine stops any command after 120 s and
+# each poll has its own deadline.
+# ---------------------------------------------------------------------------------------------
+SYSTEMD_T0=$(date +%s)
+DEB1_NAME=$(basename "$DEB1")
+
+step "systemd: boot Debian $SUITE in a container"
+remove_tree "$MACHINE"
+cp -a "$PRISTINE" "$MACHINE"
+rm -f "$MACHINE/.pristine-recipe"
+# The debootstrap root has this host's name; journal lines name the container instead.
+printf '%s\n' "$MACHINE_NAME" >"$MACHINE/etc/hostname"
+mkdir -p "$MACHINE/root/debs"
+cp "$DEB1" "$MACHINE/root/debs/"
+: >"$MACHINE_CONSOLE"
+boot_machine
+expect_eq "network interfaces in the container" lo "$(in_machine ls /sys/class/net | tr '\n' ' ' | sed 's/ $//')"
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: install; systemctl start reaches active (running) through READY=1"
+in_machine env DEBIAN_FRONTEND=noninteractive dpkg -i "/root/debs/$DEB1_NAME" 2>&1 | sed 's/^/    /'
+expect_eq "enabled by the install" enabled "$(in_machine systemctl is-enabled steelcutd.service)"
+expect_eq "not started by the install" inactive/dead "$(unit_state)"
+expect_eq "Type" notify "$(unit_prop Type)"
+# With Type=notify, `systemctl start` returns once READY=1 has arrived, and the daemon sends it
+# only with its listener bound: so no waiting below.
+check "systemctl start steelcutd" in_machine systemctl start steelcutd.service
+expect_eq "state when systemctl start returned" active/running "$(unit_state)"
+# The notify socket works: systemd shows the STATUS= the daemon sent along with READY=1.
+STATUS_TEXT=$(unit_prop StatusText)
+[ -n "$STATUS_TEXT" ] || fail "no STATUS= from the daemon (StatusText is empty)"
+ok "STATUS= sent with READY=1: $STATUS_TEXT"
+expect_eq "GET /livez as soon as systemctl start returned" 200 \
+    "$(in_machine curl -s -o /dev/null -w '%{http_code}' "http://$LISTEN/livez")"
+MAIN_PID=$(unit_prop MainPID)
+expect_eq "the main process runs as" steelcut "$(in_machine ps -o user= -p "$MAIN_PID")"
+expect_eq "LimitNOFILE" 65536 "$(unit_prop LimitNOFILE)"
+# systemd cannot give a service a hard limit above its own when it lacks CAP_SYS_RESOURCE
+# (some CI sandboxes): it then grants the closest it can, its own hard limit.
+INIT_NOFILE=$(awk '/^Max open files/ { print $5 }' "/proc/$MACHINE_PID/limits")
+WANT_NOFILE=65536
+if [ "$INIT_NOFILE" -lt "$WANT_NOFILE" ]; then
+    say "    note: the container's systemd has a hard open-file limit of $INIT_NOFILE only (this host caps it), so that is what LimitNOFILE=65536 can grant"
+    WANT_NOFILE=$INIT_NOFILE
+fi
+expect_eq "open files of the main process (soft hard)" "$WANT_NOFILE $WANT_NOFILE" \
+    "$(in_machine cat "/proc/$MAIN_PID/limits" | awk '/^Max open files/ { print $4, $5 }')"
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: client add as user steelcut, token and route over loopback"
+add_client in_machine test-systemd
+get_token in_machine
+read_route in_machine
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: systemctl reload"
+RELOADS=$(metric steelcut_reloads_total)
+CURSOR=$(journal_cursor)
+check "systemctl reload steelcutd" in_machine systemctl reload steelcutd.service
+wait_journal "$CURSOR" 'Reloaded steelcutd.service' "systemd's reload message"
+# The SIGHUP reached the daemon, which applied the file.
+wait_metric steelcut_reloads_total "$((RELOADS + 1))"
+wait_unit active/running 15
+expect_eq "MainPID after the reload" "$MAIN_PID" "$(unit_prop MainPID)"
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: reload with a broken file fails, names the key, keeps serving"
+in_machine cp -p /etc/steelcut.toml /root/steelcut.toml.good
+# An out-of-range value: valid TOML, so only steelcutd's own validation can catch it. Written
+# through the same inode, as an editor would leave mode and owner.
+in_machine sh -c "sed 's/^token_lifetime_secs = .*/token_lifetime_secs = 5/' /root/steelcut.toml.good >/etc/steelcut.toml"
+check "/etc/steelcut.toml now has token_lifetime_secs = 5" \
+    in_machine grep -qx 'token_lifetime_secs = 5' /etc/steelcut.toml
+RELOADS=$(metric steelcut_reloads_total)
+FAILURES=$(metric steelcut_reload_failures_total)
+CURSOR=$(journal_cursor)
+RC=0
+in_machine systemctl reload steelcutd.service 2>&1 | sed 's/^/        /' || RC=$?
+[ "$RC" != 0 ] || fail "systemctl reload succeeded with a broken file"
+ok "systemctl reload exited $RC"
+wait_journal "$CURSOR" 'token_lifetime_secs' "the key at fault"
+wait_journal "$CURSOR" 'Reload failed for steelcutd.service' "the failed reload"
+expect_eq "state after the failed reload" active/running "$(unit_state)"
+expect_eq "MainPID after the failed reload" "$MAIN_PID" "$(unit_prop MainPID)"
+# check-config stopped it before any SIGHUP: the daemon saw no reload at all.
+expect_eq "steelcut_reloads_total" "$RELOADS" "$(metric steelcut_reloads_total)"
+expect_eq "steelcut_reload_failures_total" "$FAILURES" "$(metric steelcut_reload_failures_total)"
+get_token in_machine
+expect_eq "expires_in (the running configuration's token lifetime)" 3600 \
+    "$(jq -r .expires_in <<<"$TOKEN_RESPONSE")"
+read_route in_machine
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: restart with a broken file ends failed, no restart loop"
+CURSOR=$(journal_cursor)
+RC=0
+in_machine systemctl restart steelcutd.service 2>&1 | sed 's/^/        /' || RC=$?
+[ "$RC" != 0 ] || fail "systemctl restart succeeded with a broken file"
+ok "systemctl restart exited $RC"
+# A restart loop would show within three RestartSec=2s: watch that long.
+SAMPLES=0
+WATCH_END=$((SECONDS + 7))
+while [ "$SECONDS" -lt "$WATCH_END" ]; do
+    STATE=$(unit_state)
+    RESTARTS=$(unit_prop NRestarts)
+    if [ "$STATE" != failed/failed ] || [ "$RESTARTS" != 0 ]; then
+        fail "after $SAMPLES samples: steelcutd.service is $STATE with NRestarts=$RESTARTS"
+    fi
+    SAMPLES=$((SAMPLES + 1))
+    sleep 0.5
+done
+ok "failed/failed with NRestarts=0 in each of $SAMPLES samples over 6 s"
+expect_eq "Result" exit-code "$(unit_prop Result)"
+expect_eq "exit status of the main process" 78 "$(unit_prop ExecMainStatus)"
+wait_journal "$CURSOR" 'token_lifetime_secs' "the key at fault"
+wait_journal "$CURSOR" 'status=78/CONFIG' "exit status 78"
+expect_eq "steelcutd processes" none "$(machine_daemons)"
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: fixed file, systemctl start works again"
+in_machine sh -c 'cat /root/steelcut.toml.good >/etc/steelcut.toml'
+check "systemctl start steelcutd" in_machine systemctl start steelcutd.service
+expect_eq "state" active/running "$(unit_state)"
+expect_eq "NRestarts" 0 "$(unit_prop NRestarts)"
+MAIN_PID=$(unit_prop MainPID)
+get_token in_machine
+read_route in_machine
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: systemctl stop exits 0"
+check "systemctl stop steelcutd" in_machine systemctl stop steelcutd.service
+expect_eq "state" inactive/dead "$(unit_state)"
+expect_eq "Result" success "$(unit_prop Result)"
+# ExecMainCode 1 is CLD_EXITED: the process exited by itself (after SIGTERM), status 0.
+expect_eq "main process (code status)" "1 0" "$(unit_prop ExecMainCode) $(unit_prop ExecMainStatus)"
+expect_eq "steelcutd processes" none "$(machine_daemons)"
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: systemd-analyze security (online)"
+SECURITY=$(in_machine systemd-analyze security --no-pager --threshold=15 steelcutd.service 2>&1) ||
+    { printf '%s\n' "$SECURITY"; fail "exposure above 1.5"; }
+printf '%s\n' "$SECURITY" | grep -E '✗|Overall' | sed 's/^/    /'
+EXPOSURE_ONLINE=$(printf '%s\n' "$SECURITY" | sed -n 's/.*Overall exposure level for steelcutd.service: \([0-9.]*\).*/\1/p')
+[ -n "$EXPOSURE_ONLINE" ] || fail "no exposure level in systemd-analyze output"
+check "exposure $EXPOSURE_ONLINE <= 1.5 (offline: $EXPOSURE)" \
+    awk -v e="$EXPOSURE_ONLINE" 'BEGIN { exit !(e <= 1.5) }'
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: a reboot of the container brings the enabled unit up"
+expect_eq "before the reboot" inactive/dead "$(unit_state)"
+stop_machine
+boot_machine
+wait_unit active/running 30
+expect_eq "NRestarts" 0 "$(unit_prop NRestarts)"
+# The client registered before the reboot: the database survived it.
+get_token in_machine
+read_route in_machine
+pass
+
+# ---------------------------------------------------------------------------------------------
+step "systemd: apt purge removes configuration, keys and data"
+check "a signing key before the purge" test -n "$(find "$MACHINE/etc/steelcut/keys" -name '*.pem')"
+check "a database before the purge" test -f "$MACHINE/var/lib/steelcut/steelcut.db"
+in_machine env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o Dpkg::Use-Pty=0 steelcutd 2>&1 |
+    sed 's/^/    /'
+PKG_STATE=$(in_machine dpkg-query -W -f="\${Status}" steelcutd 2>/dev/null || true)
+case $PKG_STATE in
+    "" | *" not-installed") ok "package gone${PKG_STATE:+ ($PKG_STATE)}" ;;
+    *) fail "package state after the purge: $PKG_STATE" ;;
+esac
+expect_eq "steelcutd processes" none "$(machine_daemons)"
+expect_eq "the unit" not-found "$(unit_prop LoadState)"
+for gone in /etc/steelcut.toml /etc/steelcut /var/lib/steelcut /usr/bin/steelcutd \
+    /etc/systemd/system/multi-user.target.wants/steelcutd.service; do
+    check "$gone removed" test ! -e "$MACHINE$gone" -a ! -L "$MACHINE$gone"
+done
+if in_machine dpkg-statoverride --list /etc/steelcut.toml; then
+    fail "statoverride for /etc/steelcut.toml still there"
+fi
+ok "statoverride for /etc/steelcut.toml removed"
+pass
+stop_machine
+SYSTEMD_SECS=$(($(date +%s) - SYSTEMD_T0))
+say "    systemd part: ${SYSTEMD_SECS}s"
