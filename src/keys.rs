@@ -19,6 +19,11 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::files::read_regular;
+
+/// Largest key file read (an RSA-4096 PKCS#8 PEM is about 3.3 KiB).
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 /// What can go wrong with key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -34,6 +39,11 @@ pub enum KeyError {
          create one with `steelcutd keys generate --config FILE` as a user that may write there"
     )]
     NoKeyNotWritable { dir: PathBuf, cause: String },
+    #[error(
+        "key directory {dir} is open to group or others (mode {mode:o}); it holds private keys \
+         and must be owner-only: run `chmod 700 {dir}`"
+    )]
+    DirPermissions { dir: PathBuf, mode: u32 },
     #[error("key directory {dir} holds no signing key; create one with `steelcutd keys generate`")]
     NoKey { dir: PathBuf },
     #[error("invalid JWKS: {0}")]
@@ -138,6 +148,15 @@ impl KeySet {
     /// Loads every `*.pem` in `dir`, refusing files that others may read.
     pub fn load(dir: &Path) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
+        if let Ok(meta) = fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() && mode & 0o077 != 0 {
+                return Err(KeyError::DirPermissions {
+                    dir: dir.to_owned(),
+                    mode,
+                });
+            }
+        }
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -159,7 +178,8 @@ impl KeySet {
             if mode & 0o077 != 0 {
                 return Err(KeyError::Permissions { path, mode });
             }
-            let pem = fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+            let pem = read_regular(&path, MAX_KEY_FILE_BYTES).map_err(|e| file_err(&path, e))?;
+            let pem = String::from_utf8(pem).map_err(|e| file_err(&path, e))?;
             let key = SigningKey::from_pkcs8_pem(&pem)
                 .map_err(|e| file_err(&path, format!("not an Ed25519 PKCS#8 private key: {e}")))?;
             let created_ms = created_from_name(&path).unwrap_or_else(|| {
@@ -312,7 +332,8 @@ pub fn load_public_dir(dir: &Path) -> Result<HashMap<String, VerifyingKey>, KeyE
         if path.extension().and_then(|e| e.to_str()) != Some("pem") {
             continue;
         }
-        let pem = fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+        let pem = read_regular(&path, MAX_KEY_FILE_BYTES).map_err(|e| file_err(&path, e))?;
+        let pem = String::from_utf8(pem).map_err(|e| file_err(&path, e))?;
         let key = VerifyingKey::from_public_key_pem(&pem)
             .map_err(|e| file_err(&path, format!("not an Ed25519 public key PEM: {e}")))?;
         out.insert(thumbprint(&key), key);

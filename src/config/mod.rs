@@ -202,6 +202,8 @@ pub struct ResourceConfig {
     pub jwks_min_refetch: Duration,
     /// Validated tokens kept in memory (0: none).
     pub token_cache_size: usize,
+    /// Largest route document served; bigger files are refused without being read.
+    pub max_document_bytes: u64,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -1150,6 +1152,7 @@ fn validate_resource(
         jwks_refresh: Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(300).max(1)),
         jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_secs.unwrap_or(10)),
         token_cache_size: raw.token_cache_size.unwrap_or(10_000),
+        max_document_bytes: 10 * 1024 * 1024,
         routes,
     })
 }

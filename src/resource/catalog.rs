@@ -6,7 +6,7 @@
 //! new one, never half a file. When a file cannot be read or parsed, the last good document
 //! stays in force and a warning names the file and the parse error (line and column).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::claims::Policy;
 use crate::config::{ResourceConfig, RouteConfig};
+use crate::files::{read_regular, ReadError};
 use crate::metrics::{Metrics, RouteCounters};
 
 /// One version of a served file.
@@ -45,6 +46,9 @@ pub struct DocumentError {
 pub enum LoadError {
     #[error("cannot read: {0}")]
     Read(#[from] std::io::Error),
+    /// Not a regular file, or larger than `[resource] max_document_bytes`: nothing was read.
+    #[error("{0}")]
+    Refused(#[from] ReadError),
     /// serde_json's message ends with "at line L column C".
     #[error("not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -65,8 +69,9 @@ impl Document {
         })
     }
 
-    pub fn load(path: &Path) -> Result<Self, LoadError> {
-        Ok(Self::parse(std::fs::read(path)?)?)
+    /// Reads and parses `path`: a regular file (symlinks followed) of at most `limit` bytes.
+    pub fn load(path: &Path, limit: u64) -> Result<Self, LoadError> {
+        Ok(Self::parse(read_regular(path, limit)?)?)
     }
 }
 
@@ -95,29 +100,60 @@ impl Route {
     }
 }
 
+/// A served file, with the routes that serve it.
+#[derive(Debug)]
+struct Served {
+    /// The path as configured, made absolute (possibly a symlink).
+    path: PathBuf,
+    /// What `path` resolved to when last read: a symlink may be swapped to another target.
+    target: ArcSwap<PathBuf>,
+    routes: Vec<Arc<Route>>,
+}
+
+impl Served {
+    /// The directories whose events concern this file: its own, and its target's.
+    fn dirs(&self) -> [Option<PathBuf>; 2] {
+        [
+            self.path.parent().map(Path::to_owned),
+            self.target.load().parent().map(Path::to_owned),
+        ]
+    }
+}
+
 /// Every route, by path.
 #[derive(Debug)]
 pub struct Catalog {
     routes: HashMap<String, Arc<Route>>,
-    /// Each served file once, with the routes that serve it.
-    files: Vec<(PathBuf, Vec<Arc<Route>>)>,
+    /// Each served file once.
+    files: Vec<Served>,
+    /// `[resource] max_document_bytes`.
+    limit: u64,
 }
 
 impl Catalog {
     /// Loads every route's document; a file that cannot be served fails the start, since
     /// there is no earlier good version to fall back on.
     pub fn build(config: &ResourceConfig, metrics: &Metrics) -> Result<Self, DocumentError> {
+        let limit = config.max_document_bytes;
         let mut routes = HashMap::new();
-        let mut files: Vec<(PathBuf, Vec<Arc<Route>>)> = Vec::new();
+        let mut files: Vec<Served> = Vec::new();
         for rc in &config.routes {
             let route = Arc::new(Self::route(config, rc, metrics)?);
-            match files.iter_mut().find(|(f, _)| *f == route.file) {
-                Some((_, served_by)) => served_by.push(route.clone()),
-                None => files.push((route.file.clone(), vec![route.clone()])),
+            match files.iter_mut().find(|f| f.path == route.file) {
+                Some(served) => served.routes.push(route.clone()),
+                None => files.push(Served {
+                    target: ArcSwap::from_pointee(resolve(&route.file)),
+                    path: route.file.clone(),
+                    routes: vec![route.clone()],
+                }),
             }
             routes.insert(route.path.clone(), route);
         }
-        Ok(Self { routes, files })
+        Ok(Self {
+            routes,
+            files,
+            limit,
+        })
     }
 
     fn route(
@@ -131,7 +167,7 @@ impl Catalog {
             source,
         };
         let file = std::path::absolute(&rc.file).map_err(|e| fail(e.into()))?;
-        let document = Document::load(&file).map_err(fail)?;
+        let document = Document::load(&file, config.max_document_bytes).map_err(fail)?;
         Ok(Route {
             path: rc.path.clone(),
             file,
@@ -156,40 +192,74 @@ impl Catalog {
         self.routes.get(path).map(Arc::as_ref)
     }
 
-    /// Every served file (absolute), each once.
-    pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.files.iter().map(|(f, _)| f.as_path())
+    /// Every directory to watch: each served file's, and its symlink target's.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.files.iter().flat_map(|f| f.dirs()).flatten().collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 
-    /// Re-reads the `index`-th served file (as ordered by [`Catalog::files`]) and, if it
-    /// parses, makes it the document of every route serving it. Blocking: call it off the
-    /// async workers.
-    pub fn reload(&self, index: usize) {
-        let Some((file, served_by)) = self.files.get(index) else {
-            return;
-        };
-        match Document::load(file) {
-            Ok(document) => {
-                let current = served_by.first().map(|r| r.document());
-                if current.is_some_and(|c| c.bytes == document.bytes) {
-                    return;
-                }
-                let document = Arc::new(document);
-                for route in served_by {
-                    route.replace(document.clone());
-                }
-                tracing::info!(
-                    file = %file.display(),
-                    etag = %document.etag,
-                    routes = %served_by.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(" "),
-                    "reloaded document"
-                );
+    /// Re-reads every served file that lives in (or whose symlink target lives in) one of
+    /// `changed`; returns the directories of symlink targets that moved elsewhere, to be
+    /// watched from now on. Blocking: call it off the async workers.
+    pub fn reload_in(&self, changed: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
+        let mut moved = Vec::new();
+        for served in &self.files {
+            if served.dirs().iter().flatten().any(|d| changed.contains(d)) {
+                moved.extend(self.reload(served));
             }
+        }
+        moved
+    }
+
+    /// Re-reads one file and, if it parses, makes it the document of every route serving it.
+    /// Returns the new target's directory if the file is a symlink that now points elsewhere.
+    fn reload(&self, served: &Served) -> Option<PathBuf> {
+        let file = &served.path;
+        let target = resolve(file);
+        let moved = (**served.target.load() != target).then(|| {
+            tracing::warn!(
+                file = %file.display(),
+                from = %served.target.load().display(),
+                to = %target.display(),
+                "a served file's symlink now points elsewhere"
+            );
+            served.target.store(Arc::new(target.clone()));
+            target.parent().map(Path::to_owned)
+        });
+        match Document::load(file, self.limit) {
+            Ok(document) => replace(served, document),
             Err(error) => tracing::warn!(
                 file = %file.display(),
                 %error,
                 "cannot reload document; still serving the last good version"
             ),
         }
+        moved.flatten()
     }
+}
+
+/// Where `path` leads once symlinks are followed (itself if it cannot be resolved now).
+fn resolve(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Makes `document` the one every route of `served` answers with, unless it is the same.
+fn replace(served: &Served, document: Document) {
+    let routes = &served.routes;
+    let current = routes.first().map(|r| r.document());
+    if current.is_some_and(|c| c.bytes == document.bytes) {
+        return;
+    }
+    let document = Arc::new(document);
+    for route in routes {
+        route.replace(document.clone());
+    }
+    tracing::info!(
+        file = %served.path.display(),
+        etag = %document.etag,
+        routes = %routes.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(" "),
+        "reloaded document"
+    );
 }

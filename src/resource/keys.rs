@@ -21,7 +21,7 @@
 //! flood of made-up kids cannot make the node hammer the auth server.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +30,8 @@ use arc_swap::ArcSwap;
 use ed25519_dalek::VerifyingKey;
 use jsonwebtoken::DecodingKey;
 
-use super::watch::Target;
 use crate::config::KeySource;
+use crate::files::{read_regular, ReadError};
 use crate::keys::{self, KeyError, KeySet};
 
 /// Why verification keys could not be loaded. Each message names the source.
@@ -46,6 +46,12 @@ pub enum KeySourceError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: ReadError,
     },
     #[error("{url}: {source}")]
     Fetch {
@@ -114,9 +120,11 @@ impl Disk {
         let keys = match self {
             Self::KeyDir(dir) => KeySet::load(dir)?.public_keys(),
             Self::JwksFile(file) => {
-                let bytes = std::fs::read(file).map_err(|source| KeySourceError::Path {
-                    path: file.clone(),
-                    source,
+                let bytes = read_regular(file, MAX_JWKS_BYTES as u64).map_err(|source| {
+                    KeySourceError::File {
+                        path: file.clone(),
+                        source,
+                    }
                 })?;
                 keys::parse_jwks(&bytes).map_err(|source| KeySourceError::Jwks {
                     url: file.display().to_string(),
@@ -241,10 +249,10 @@ impl KeyStore {
     }
 
     /// What to watch on disk for changes, if the source is a file or directory.
-    pub fn watch_target(&self) -> Option<Target> {
+    pub fn watch_dir(&self) -> Option<PathBuf> {
         match &self.loader {
-            Loader::Disk(Disk::JwksFile(f)) => Some(Target::File(f.clone())),
-            Loader::Disk(Disk::PublicDir(d) | Disk::KeyDir(d)) => Some(Target::Dir(d.clone())),
+            Loader::Disk(Disk::JwksFile(f)) => f.parent().map(Path::to_owned),
+            Loader::Disk(Disk::PublicDir(d) | Disk::KeyDir(d)) => Some(d.clone()),
             Loader::Shared(_) | Loader::Url { .. } => None,
         }
     }

@@ -80,22 +80,19 @@ pub struct ResourceState {
     metrics: Arc<Metrics>,
 }
 
-/// Starts one watcher for everything: the documents first, then the key source if on disk.
+/// Starts one watcher for everything: the documents' directories (and their symlink targets'),
+/// then the key source's if it is on disk.
 fn watch_files(catalog: &Arc<Catalog>, keys: &Arc<KeyStore>) -> Result<watch::Watch, WatchError> {
-    let mut targets: Vec<watch::Target> = catalog
-        .files()
-        .map(|f| watch::Target::File(f.to_owned()))
-        .collect();
-    let documents = targets.len();
-    targets.extend(keys.watch_target());
+    let mut dirs = catalog.dirs();
+    let key_dir = keys.watch_dir();
+    dirs.extend(key_dir.clone());
     let catalog = catalog.clone();
     let keys = keys.clone();
-    watch::start(targets, move |i| {
-        if i < documents {
-            catalog.reload(i);
-        } else {
+    watch::start(dirs, move |changed| {
+        if key_dir.as_ref().is_some_and(|d| changed.contains(d)) {
             keys.reload_from_disk();
         }
+        catalog.reload_in(changed)
     })
 }
 
