@@ -40,6 +40,9 @@ pub struct WatchError {
 
 type SharedWatcher = Arc<Mutex<Box<dyn Watcher + Send>>>;
 
+/// The callback: given the directories that saw events, reloads and names new ones to watch.
+type OnChange = Arc<dyn Fn(&BTreeSet<PathBuf>) -> Vec<PathBuf> + Send + Sync>;
+
 /// A running watch; stops when dropped.
 pub struct Watch {
     _watcher: SharedWatcher,
@@ -150,7 +153,7 @@ fn add(
 /// watches the directories it names. Ends when the watcher (which holds the sender) is dropped.
 async fn debounce(
     mut rx: mpsc::UnboundedReceiver<BTreeSet<PathBuf>>,
-    on_change: Arc<dyn Fn(&BTreeSet<PathBuf>) -> Vec<PathBuf> + Send + Sync>,
+    on_change: OnChange,
     watcher: SharedWatcher,
     watched: Arc<Mutex<BTreeSet<PathBuf>>>,
 ) {
