@@ -136,3 +136,43 @@ mod tests {
         assert_eq!(e.map(|e| e.code()), Some("invalid_request"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::http::request::authorization;
+
+    proptest! {
+        #[test]
+        fn any_basic_header_and_body_give_credentials_or_a_typed_error(
+            header in proptest::collection::vec(any::<u8>(), 0..300),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&header) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            let form = Form::parse(&body);
+            match extract(authorization(&headers), &form) {
+                Ok(c) => prop_assert!(!c.client_id.is_empty() || !c.basic),
+                Err(e) => prop_assert!(matches!(e.code(), "invalid_request" | "invalid_client")),
+            }
+        }
+
+        #[test]
+        fn basic_credentials_round_trip(id in "[a-f0-9]{32}", secret in "[ -~]{1,60}") {
+            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let value = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", encode(&id), encode(&secret)));
+            let header = Authorization { scheme: "Basic", credentials: &value };
+            let c = extract(Ok(Some(header)), &Form::parse(b""));
+            prop_assert_eq!(c.as_ref().map(|c| c.client_id.clone()).ok(), Some(id));
+            prop_assert_eq!(
+                c.map(|c| secrecy::ExposeSecret::expose_secret(&c.secret).to_owned()).ok(),
+                Some(secret)
+            );
+        }
+    }
+}

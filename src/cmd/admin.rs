@@ -17,7 +17,8 @@ pub fn load_config(arg: &ConfigArg) -> Result<Config> {
 /// The store and hashing parameters an admin command works with: `--database-url` wins over
 /// the config, and with it the config file may be absent.
 fn admin_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
-    let config = match (&db.database_url, db.config.config.exists()) {
+    let url = db.url()?;
+    let config = match (&url, db.config.config.exists()) {
         (Some(_), false) => None,
         _ => Some(load_config(&db.config)?),
     };
@@ -26,10 +27,7 @@ fn admin_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
         .and_then(|c| c.auth.as_ref())
         .map(|a| a.argon2)
         .unwrap_or_default();
-    let database = match (
-        &db.database_url,
-        config.as_ref().and_then(|c| c.database.clone()),
-    ) {
+    let database = match (&url, config.as_ref().and_then(|c| c.database.clone())) {
         (Some(url), base) => DatabaseConfig {
             url: DatabaseUrl::parse(url).map_err(|e| anyhow!("--database-url: {e}"))?,
             pool_size: 1,

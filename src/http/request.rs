@@ -248,3 +248,53 @@ mod address_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_map(name: &'static str, values: &[Vec<u8>]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                h.append(name, v);
+            }
+        }
+        h
+    }
+
+    proptest! {
+        #[test]
+        fn any_form_body_parses_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let form = Form::parse(&body);
+            let _ = form.single("grant_type");
+            let _ = form.all("resource");
+        }
+
+        #[test]
+        fn any_authorization_header_is_split_or_refused(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..3)) {
+            let headers = header_map("authorization", &values);
+            match authorization(&headers) {
+                Ok(Some(a)) => prop_assert!(!a.scheme.contains(' ')),
+                Ok(None) => prop_assert!(headers.is_empty()),
+                Err(_) => prop_assert!(!headers.is_empty()),
+            }
+        }
+
+        #[test]
+        fn any_forwarding_header_yields_an_address(
+            xff in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..3),
+            fwd in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..3),
+        ) {
+            let mut headers = header_map("x-forwarded-for", &xff);
+            headers.extend(header_map("forwarded", &fwd));
+            let peer = IpAddr::from([10, 0, 0, 1]);
+            let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8"].iter().filter_map(|n| n.parse().ok()).collect();
+            let _ = client_address(peer, &headers, &trusted);
+            // Without trusted proxies the peer always counts.
+            prop_assert_eq!(client_address(peer, &headers, &[]), peer);
+        }
+    }
+}

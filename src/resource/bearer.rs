@@ -267,3 +267,36 @@ mod tests {
         assert!(none_match(&h, "\"c\""));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_authorization_header_gives_a_token68_token_or_a_typed_refusal(
+            value in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            if let Ok(token) = credentials(&headers) {
+                prop_assert!(is_token68(token));
+            }
+        }
+
+        #[test]
+        fn any_token_text_is_a_kid_or_a_typed_refusal(token in "[A-Za-z0-9_.=-]{0,300}") {
+            let _ = check_header(&token);
+        }
+
+        #[test]
+        fn any_json_header_is_judged_without_panicking(header in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let token = format!("{}.e30.c2ln", B64.encode(&header));
+            let _ = check_header(&token);
+        }
+    }
+}

@@ -164,3 +164,48 @@ pub fn check_claims(claims: &VerifiedClaims, policy: &Policy, now: u64) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "[ -~]{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    "(iss|aud|exp|nbf|scope|sub|client_id|x)",
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_claims_are_accepted_or_refused_with_a_typed_error(claims in json(), now in any::<u64>()) {
+            let policy = Policy {
+                issuer: "https://a.example".into(),
+                leeway: 30,
+                audience: Resource::parse("api").map_err(|e| TestCaseError::fail(e.to_string()))?,
+                scope: Scope::parse("read").ok(),
+            };
+            if let Ok(raw) = serde_json::from_value::<RawClaims>(claims) {
+                if let Ok(verified) = VerifiedClaims::from_raw("kid".into(), raw) {
+                    let _ = check_claims(&verified, &policy, now);
+                }
+            }
+        }
+    }
+}
