@@ -24,6 +24,7 @@ use crate::http::tls::TlsError;
 use crate::keys::{KeyError, KeySet};
 use crate::metrics::Metrics;
 use crate::resource::{ResourceError, ResourceState};
+use crate::store::listen::{self, Listener as ChangeListener};
 use crate::store::{Store, StoreError};
 use router::{Listener, Router};
 pub use state::AppState;
@@ -49,6 +50,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the client change listener: {0}")]
+    Listener(#[source] std::io::Error),
     #[error("cannot start the argon2 hash workers: {0}")]
     HashWorkers(#[source] std::io::Error),
     #[error(transparent)]
@@ -230,6 +233,7 @@ async fn build_auth(
         auth.serve_cached_when_db_down,
     ));
     CredentialCache::spawn_probe(&cache, store.clone());
+    let listener = listen_for_changes(role.database, &cache)?;
     Ok(AuthState {
         config: auth.clone(),
         store,
@@ -241,8 +245,28 @@ async fn build_auth(
         body_timeout: config.server.body_timeout,
         stopping: stopping.clone(),
         limiter: Limiter::new(auth.limits),
+        changes: listener,
         trusted_proxies: config.server.trusted_proxies.clone(),
     })
+}
+
+/// On PostgreSQL, client changes are pushed to the credential cache as they happen (see
+/// [`crate::store::listen`]); the change counter the probe reads stays the fallback.
+fn listen_for_changes(
+    database: &crate::config::DatabaseConfig,
+    cache: &Arc<CredentialCache>,
+) -> Result<Option<ChangeListener>, StartupError> {
+    let DatabaseUrl::Postgres(url) = &database.url else {
+        return Ok(None);
+    };
+    let weak = Arc::downgrade(cache);
+    let listener = listen::spawn(url.clone(), move |changed| {
+        if let Some(cache) = weak.upgrade() {
+            cache.forget(&changed);
+        }
+    })
+    .map_err(StartupError::Listener)?;
+    Ok(Some(listener))
 }
 
 /// SQLite is migrated in place (it belongs to this node); PostgreSQL is only checked, since it

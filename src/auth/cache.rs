@@ -36,6 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::store::listen::Changed;
 use crate::store::{Client, Health, Store};
 
 /// How often the change counter is read.
@@ -147,9 +148,23 @@ impl CredentialCache {
     /// Remembers a successful verification. `generation` is the counter value read from the
     /// database just before the client row: if a newer value has been seen since, the entry
     /// may be stale and is not stored.
-    pub fn insert(&self, client: Arc<Client>, digest: [u8; 32], generation: i64) {
+    ///
+    /// `valid_until` (Unix seconds) bounds the entry when the secret stops working on its own
+    /// (the previous secret during a rotation overlap).
+    pub fn insert(
+        &self,
+        client: Arc<Client>,
+        digest: [u8; 32],
+        generation: i64,
+        valid_until: Option<i64>,
+    ) {
         if !self.enabled() {
             return;
+        }
+        let mut ttl = self.ttl;
+        if let Some(until) = valid_until {
+            let left = until.saturating_sub(crate::time::now_unix());
+            ttl = ttl.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
         }
         let mut entries = self.entries.write();
         // Compared under the lock that `observe` holds while it moves the counter and drops the
@@ -177,7 +192,7 @@ impl CredentialCache {
             Entry {
                 digest,
                 client,
-                expires: now + self.ttl,
+                expires: now + ttl,
                 generation,
             },
         );
@@ -201,6 +216,17 @@ impl CredentialCache {
         let nanos = sent.saturating_duration_since(self.epoch).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
         self.confirmed.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    /// Forgets one client (a change announced by the database), or every client.
+    pub fn forget(&self, changed: &Changed) {
+        let mut entries = self.entries.write();
+        match changed {
+            Changed::Client(id) => {
+                entries.remove(id);
+            }
+            Changed::All => entries.clear(),
+        }
     }
 
     /// Requests answered from the cache.
@@ -252,6 +278,8 @@ mod tests {
             enabled: true,
             created_at: 0,
             updated_at: 0,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
         })
     }
 
@@ -262,7 +290,7 @@ mod tests {
         cache.observe(1, Instant::now());
         let right = cache.digest("a", &SecretString::from("right"));
         let wrong = cache.digest("a", &SecretString::from("wrong"));
-        cache.insert(client("a"), right, 1);
+        cache.insert(client("a"), right, 1, None);
         assert!(cache.lookup("a", &right, &up).is_some());
         assert!(cache.lookup("a", &wrong, &up).is_none());
         cache.observe(2, Instant::now());
@@ -275,14 +303,14 @@ mod tests {
         let up = Health::default();
         let d = cache.digest("a", &SecretString::from("right"));
         // Nothing confirmed yet: never answered from the cache.
-        cache.insert(client("a"), d, cache.generation());
+        cache.insert(client("a"), d, cache.generation(), None);
         assert!(cache.lookup("a", &d, &up).is_none());
         // A read that answered just now but was sent a second ago may predate a change.
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(1))
             .unwrap_or_else(Instant::now);
         cache.observe(7, long_ago);
-        cache.insert(client("a"), d, 7);
+        cache.insert(client("a"), d, 7, None);
         assert!(cache.lookup("a", &d, &up).is_none());
         cache.observe(7, Instant::now());
         assert!(cache.lookup("a", &d, &up).is_some());
@@ -296,20 +324,20 @@ mod tests {
         cache.observe(1, Instant::now());
         let d = cache.digest("a", &SecretString::from("right"));
         // Read from the database at counter 2 before the probe saw 2: kept when it does.
-        cache.insert(client("a"), d, 2);
+        cache.insert(client("a"), d, 2, None);
         cache.observe(2, Instant::now());
         assert!(cache.lookup("a", &d, &health).is_some());
         // A change to 3 drops it.
-        cache.insert(client("a"), d, 2);
+        cache.insert(client("a"), d, 2, None);
         cache.observe(3, Instant::now());
         assert!(cache.lookup("a", &d, &health).is_none());
         // Down: entries answer within the window, even unconfirmed for longer than usual.
-        cache.insert(client("a"), d, 3);
+        cache.insert(client("a"), d, 3, None);
         health.failed(&std::io::Error::other("refused"));
         assert!(cache.lookup("a", &d, &health).is_some());
         let strict = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
         strict.observe(3, Instant::now());
-        strict.insert(client("a"), d, 3);
+        strict.insert(client("a"), d, 3, None);
         assert!(strict.lookup("a", &d, &health).is_none());
     }
 
@@ -318,10 +346,10 @@ mod tests {
         let cache = CredentialCache::new(Duration::from_secs(60), 3, Duration::ZERO);
         cache.observe(5, Instant::now());
         let d = cache.digest("x", &SecretString::from("s"));
-        cache.insert(client("stale"), d, 4);
+        cache.insert(client("stale"), d, 4, None);
         assert!(cache.is_empty());
         for i in 0..10 {
-            cache.insert(client(&format!("c{i}")), d, 5);
+            cache.insert(client(&format!("c{i}")), d, 5, None);
         }
         assert_eq!(cache.len(), 3);
     }

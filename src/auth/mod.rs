@@ -39,6 +39,8 @@ pub struct AuthState {
     pub limiter: limits::Limiter,
     /// Proxies whose `Forwarded`/`X-Forwarded-For` name the client's address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// PostgreSQL's change notifications, feeding the cache (stops when dropped).
+    pub changes: Option<crate::store::listen::Listener>,
 }
 
 impl AuthState {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
+use secrecy::SecretString;
 use serde::Serialize;
 
 use super::client_auth::{self, Credentials};
@@ -272,16 +273,11 @@ async fn authenticate(
     } else {
         (i64::MIN, None)
     };
-    let hash = client.as_ref().map(|c| c.secret_hash.clone());
-    let ok = state
-        .verifier
-        .verify(secret, hash)
-        .await
-        .map_err(InternalError::from)?;
-    match client {
-        Some(c) if ok && c.enabled => {
+    let verified = verify(state, secret, client.as_ref()).await?;
+    match (client, verified) {
+        (Some(c), Some(until)) if c.enabled => {
             let c = Arc::new(c);
-            state.cache.insert(c.clone(), digest, generation);
+            state.cache.insert(c.clone(), digest, generation, until);
             Ok(c)
         }
         _ => {
@@ -297,6 +293,41 @@ async fn authenticate(
             })
         }
     }
+}
+
+/// Checks `secret` against the client's hash, then, during a rotation overlap, against the
+/// previous secret's (a wrong secret then costs two verifies). Returns whether it matched, and
+/// for the previous secret until when (Unix seconds) it may be remembered. An unknown client
+/// costs one verify against the dummy hash.
+async fn verify(
+    state: &AuthState,
+    secret: SecretString,
+    client: Option<&Client>,
+) -> Result<Option<Option<i64>>, TokenError> {
+    let verifier = &state.verifier;
+    let hash = client.map(|c| c.secret_hash.clone());
+    let previous = client
+        .and_then(|c| c.previous_secret(now_unix()))
+        .map(|(h, until)| (h.to_owned(), until));
+    let Some((old_hash, until)) = previous else {
+        let ok = verifier
+            .verify(secret, hash)
+            .await
+            .map_err(InternalError::from)?;
+        return Ok(ok.then_some(None));
+    };
+    if verifier
+        .verify(secret.clone(), hash)
+        .await
+        .map_err(InternalError::from)?
+    {
+        return Ok(Some(None));
+    }
+    let ok = verifier
+        .verify(secret, Some(old_hash))
+        .await
+        .map_err(InternalError::from)?;
+    Ok(ok.then_some(Some(until)))
 }
 
 fn truncate(s: &str) -> &str {

@@ -55,6 +55,7 @@ pub fn client_context(db: &DbArgs) -> Result<(Store, Argon2Params)> {
 /// `migrate`.
 pub fn migrate(db: &DbArgs) -> Result<()> {
     let (store, _) = admin_context(db)?;
+    store.require_primary()?;
     let applied = store.migrate()?;
     if applied.is_empty() {
         println!("database is up to date");

@@ -3,6 +3,7 @@
 //! a failed command writes nothing.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
@@ -13,7 +14,9 @@ use super::args::DbArgs;
 use crate::auth::password::{generate_secret, hash_secret};
 use crate::config::Argon2Params;
 use crate::domain::{parse_grant_type, ClientId, Resource, Scope, CLIENT_CREDENTIALS};
+use crate::store::clients::NewSecret;
 use crate::store::{Client, ClientChanges, NewClient, StoreError};
+use crate::time::now_unix;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -52,15 +55,40 @@ pub enum ClientCommand {
         /// Remove every scope.
         #[arg(long, conflicts_with = "scopes")]
         clear_scopes: bool,
-        /// Generate a new secret (printed once); the old one stops working.
+        /// Generate a new secret (printed once); the old one stops working, at once or after
+        /// `--keep-old-secret-for`.
         #[arg(long)]
         new_secret: bool,
+        /// With `--new-secret`: keep accepting the old secret for this long (e.g. `1h`, `7d`),
+        /// so callers can switch one by one. Both are stored only as argon2id hashes.
+        #[arg(long, requires = "new_secret", value_parser = humantime::parse_duration)]
+        keep_old_secret_for: Option<std::time::Duration>,
         /// Refuse tokens to this client.
         #[arg(long, conflicts_with = "enable")]
         disable: bool,
         /// Allow tokens to this client again.
         #[arg(long)]
         enable: bool,
+    },
+    /// Import the clients of a steelcut-oauth database (its `stored_tokens` table), keeping
+    /// their ids and argon2 hashes: the original secrets keep working.
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The steelcut-oauth database, e.g. postgres://admin@db/clientdb (a password here
+        /// shows in `ps`: prefer ~/.pgpass).
+        #[arg(long = "from-steelcut-oauth", value_name = "URL")]
+        from: String,
+        /// The table holding the clients.
+        #[arg(long, default_value = "stored_tokens")]
+        table: String,
+        /// Check every row and report what would be imported, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite the secret, grant type and resource of clients that already exist (by
+        /// default they are skipped and reported).
+        #[arg(long)]
+        update: bool,
     },
     /// Delete a client.
     Remove {
@@ -104,6 +132,7 @@ pub fn run(cmd: ClientCommand) -> Result<()> {
             scopes,
             clear_scopes,
             new_secret,
+            keep_old_secret_for,
             disable,
             enable,
         } => {
@@ -129,11 +158,20 @@ pub fn run(cmd: ClientCommand) -> Result<()> {
                 (_, true) => Some(true),
                 _ => None,
             };
-            update(&db, &id, changes, new_secret)
+            let rotate = new_secret.then_some(keep_old_secret_for);
+            update(&db, &id, changes, rotate)
         }
+        ClientCommand::Import {
+            db,
+            from,
+            table,
+            dry_run,
+            update,
+        } => super::import::run(&db, &from, &table, dry_run, update),
         ClientCommand::Remove { db, id } => {
             let id = parse_id(&id)?;
             let (store, _) = client_context(&db)?;
+            store.require_primary()?;
             store.remove_client(id.as_str()).map_err(not_found)?;
             println!("removed client {id}");
             Ok(())
@@ -166,6 +204,7 @@ fn add(
     let scopes = parse_scopes(scopes)?;
     let grant_type = parse_grant_type(grant_type).map_err(|e| anyhow!("--grant-type: {e}"))?;
     let (store, params) = client_context(db)?;
+    store.require_primary()?;
     let (secret, secret_hash) = new_secret(params)?;
     let client = store.insert_client(NewClient {
         client_id: ClientId::generate(),
@@ -182,27 +221,47 @@ fn add(
     Ok(())
 }
 
-/// `client update`: applies `changes`, with a new secret (printed once) if asked.
-fn update(db: &DbArgs, id: &str, mut changes: ClientChanges, rotate: bool) -> Result<()> {
+/// `client update`: applies `changes`, with a new secret (printed once) if `rotate` is set,
+/// the old one kept valid for the duration it holds.
+fn update(
+    db: &DbArgs,
+    id: &str,
+    mut changes: ClientChanges,
+    rotate: Option<Option<Duration>>,
+) -> Result<()> {
     let id = parse_id(id)?;
     let (store, params) = client_context(db)?;
-    let secret = if rotate {
-        let (secret, hash) = new_secret(params)?;
-        changes.secret_hash = Some(hash);
-        Some(secret)
-    } else {
-        None
+    store.require_primary()?;
+    let secret = match rotate {
+        None => None,
+        Some(keep) => {
+            let (secret, hash) = new_secret(params)?;
+            let keep_old_until = keep.map(|d| now_unix().saturating_add(d.as_secs() as i64));
+            changes.secret = Some(NewSecret {
+                hash,
+                keep_old_until,
+            });
+            Some((secret, keep_old_until))
+        }
     };
     let client = store
         .update_client(id.as_str(), changes)
         .map_err(not_found)?;
     let mut out = client_json(&client);
-    if let Some(s) = &secret {
+    if let Some((s, _)) = &secret {
         out["client_secret"] = s.expose_secret().into();
     }
     print_json(&out)?;
-    if secret.is_some() {
-        eprintln!("Store the new client_secret now: it cannot be shown again. The old one no longer works.");
+    match secret {
+        Some((_, None)) => eprintln!(
+            "Store the new client_secret now: it cannot be shown again. The old one no longer works."
+        ),
+        Some((_, Some(until))) => eprintln!(
+            "Store the new client_secret now: it cannot be shown again. The old one keeps working \
+             until {} on every node.",
+            crate::time::rfc3339_millis(until.saturating_mul(1000))
+        ),
+        None => {}
     }
     Ok(())
 }
@@ -247,7 +306,7 @@ fn new_secret(params: Argon2Params) -> Result<(SecretString, String)> {
     Ok((secret, hash))
 }
 
-fn parse_resources(values: &[String]) -> Result<Vec<Resource>> {
+pub fn parse_resources(values: &[String]) -> Result<Vec<Resource>> {
     let mut out: Vec<Resource> = Vec::new();
     for v in values {
         let r = Resource::parse(v).map_err(|e| anyhow!("--resource: {e}"))?;
@@ -274,8 +333,12 @@ fn parse_id(id: &str) -> Result<ClientId> {
     Ok(ClientId::parse(id)?)
 }
 
-/// A client as printed by the CLI: never the hash.
-fn client_json(c: &Client) -> serde_json::Value {
+/// A client as printed by the CLI: never a hash. `previous_secret_valid_until` says until when
+/// the secret replaced by the last rotation still works (`null`: it does not).
+pub fn client_json(c: &Client) -> serde_json::Value {
+    let previous = c
+        .previous_secret(now_unix())
+        .map(|(_, until)| crate::time::rfc3339_millis(until.saturating_mul(1000)));
     serde_json::json!({
         "client_id": c.client_id,
         "name": c.name,
@@ -285,6 +348,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "enabled": c.enabled,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
+        "previous_secret_valid_until": previous,
     })
 }
 

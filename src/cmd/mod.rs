@@ -10,6 +10,7 @@ pub mod args;
 pub mod cli;
 pub mod client;
 pub mod clients;
+pub mod import;
 pub mod keys;
 pub mod logging;
 pub mod serve;

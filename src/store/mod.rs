@@ -6,31 +6,28 @@
 //! `store_state.generation` in the same transaction, which is how running daemons (that may only
 //! hold SELECT rights) learn that cached client data is stale.
 
+pub mod clients;
+pub mod conn;
 pub mod health;
+pub mod listen;
+pub mod original;
 pub mod schema;
 
 use std::sync::Arc;
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::r2d2::{self, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::domain::{ClientId, Resource, Scope};
-use crate::time::now_unix;
+pub use clients::{Client, ClientChanges, ImportReport, NewClient};
+pub use conn::ConnectError;
+use conn::{DbConnection, DbManager};
 pub use health::Health;
-use schema::{clients, store_state};
+use schema::store_state;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-
-/// One connection type for both backends; the variant follows the URL scheme.
-#[derive(diesel::MultiConnection)]
-pub enum DbConnection {
-    Postgres(diesel::PgConnection),
-    Sqlite(diesel::SqliteConnection),
-}
 
 /// Failures of the store, split by what the caller should do about them.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +58,13 @@ pub enum StoreError {
         names: Vec<String>,
         how: &'static str,
     },
+    #[error(
+        "{url} is a read-only hot standby (pg_is_in_recovery() is true): run `migrate` and the \
+         client commands against the primary (serve works from a standby)"
+    )]
+    Standby { url: String },
+    #[error("{url} is not a PostgreSQL database")]
+    NotPostgres { url: String },
     #[error("no client with id {0}")]
     NotFound(String),
     #[error("database error: {0}")]
@@ -69,186 +73,12 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Why no connection could be had.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error(transparent)]
-    Connect(#[from] diesel::ConnectionError),
-    #[error(transparent)]
-    Pool(#[from] r2d2::PoolError),
-    /// The connection died under a query (the server went away).
-    #[error("connection lost: {0}")]
-    Lost(#[source] diesel::result::Error),
-}
-
 impl StoreError {
     /// Whether this says the database is unreachable (as opposed to a query's own failure).
     pub fn is_outage(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::Down(_))
     }
 }
-
-/// r2d2 manager that opens the right backend and applies SQLite pragmas to every connection.
-#[derive(Debug, Clone)]
-pub struct DbManager {
-    url: DatabaseUrl,
-}
-
-/// A pooled connection and whether it has failed.
-pub struct Conn {
-    db: DbConnection,
-    /// Set when a query on this connection failed. The cause may be a socket that died with a
-    /// database restart, which nothing else would notice: back in the pool it would fail every
-    /// request it serves. A new connection costs little next to that, so a connection that saw
-    /// an error is never reused (see [`DbManager::has_broken`]).
-    failed: bool,
-}
-
-impl ManageConnection for DbManager {
-    type Connection = Conn;
-    type Error = r2d2::Error;
-
-    fn connect(&self) -> Result<Conn, r2d2::Error> {
-        self.open()
-            .map(|db| Conn { db, failed: false })
-            .map_err(|e| match e {
-                ConnectError::Connect(c) => r2d2::Error::ConnectionError(c),
-                ConnectError::Pool(p) => r2d2::Error::ConnectionError(
-                    diesel::ConnectionError::BadConnection(p.to_string()),
-                ),
-                ConnectError::Lost(q) => r2d2::Error::QueryError(q),
-            })
-    }
-
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
-        conn.db
-            .batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.failed
-    }
-}
-
-impl DbManager {
-    fn open(&self) -> Result<DbConnection, ConnectError> {
-        match &self.url {
-            DatabaseUrl::Postgres(url) => {
-                Ok(diesel::PgConnection::establish(url).map(DbConnection::Postgres)?)
-            }
-            DatabaseUrl::Sqlite(path) => {
-                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
-                // WAL lets the daemon read while the CLI writes; busy_timeout makes a writer
-                // wait for a lock instead of failing at once.
-                conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(ConnectError::Lost)?;
-                Ok(DbConnection::Sqlite(conn))
-            }
-        }
-    }
-}
-
-/// A client as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = clients)]
-pub struct ClientRow {
-    pub client_id: String,
-    pub name: String,
-    pub secret_hash: String,
-    pub grant_types: String,
-    pub resources: String,
-    pub scopes: String,
-    pub enabled: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// A client with its lists parsed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Client {
-    pub client_id: String,
-    pub name: String,
-    #[serde(skip)]
-    pub secret_hash: String,
-    pub grant_types: Vec<String>,
-    pub resources: Vec<Resource>,
-    pub scopes: Vec<Scope>,
-    pub enabled: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl serde::Serialize for Resource {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for Scope {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-fn split(s: &str) -> impl Iterator<Item = &str> {
-    s.split(' ').filter(|t| !t.is_empty())
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-impl From<ClientRow> for Client {
-    fn from(r: ClientRow) -> Self {
-        // Values were validated on the way in; anything unparsable (a hand-edited row) is
-        // dropped rather than granted.
-        Client {
-            grant_types: split(&r.grant_types).map(str::to_owned).collect(),
-            resources: split(&r.resources)
-                .filter_map(|s| Resource::parse(s).ok())
-                .collect(),
-            scopes: split(&r.scopes)
-                .filter_map(|s| Scope::parse(s).ok())
-                .collect(),
-            client_id: r.client_id,
-            name: r.name,
-            secret_hash: r.secret_hash,
-            enabled: r.enabled,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// A new client to insert.
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    pub client_id: ClientId,
-    pub name: String,
-    pub secret_hash: String,
-    pub grant_types: Vec<String>,
-    pub resources: Vec<Resource>,
-    pub scopes: Vec<Scope>,
-}
-
-/// Changes to an existing client; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct ClientChanges {
-    pub grant_types: Option<Vec<String>>,
-    pub resources: Option<Vec<Resource>>,
-    pub scopes: Option<Vec<Scope>>,
-    pub secret_hash: Option<String>,
-    pub enabled: Option<bool>,
-}
-
 #[derive(QueryableByName)]
 struct AppliedVersion {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -480,9 +310,32 @@ impl Store {
         })
     }
 
-    /// A cheap query that proves the database answers and the client table is readable.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.generation().map(|_| ())
+    /// Whether the database is a read-only hot standby (PostgreSQL in recovery). SQLite never is.
+    pub fn is_standby(&self) -> Result<bool, StoreError> {
+        #[derive(QueryableByName)]
+        struct Recovery {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            standby: bool,
+        }
+        self.with_conn(|conn| match conn {
+            DbConnection::Sqlite(_) => Ok(false),
+            DbConnection::Postgres(c) => {
+                Ok(diesel::sql_query("SELECT pg_is_in_recovery() AS standby")
+                    .get_result::<Recovery>(c)?
+                    .standby)
+            }
+        })
+    }
+
+    /// Fails with a clear message on a hot standby, for commands that write (a standby refuses
+    /// writes with a less helpful error).
+    pub fn require_primary(&self) -> Result<(), StoreError> {
+        if self.is_standby()? {
+            return Err(StoreError::Standby {
+                url: self.url.redacted(),
+            });
+        }
+        Ok(())
     }
 
     /// The change counter bumped by every write to `clients`.
@@ -495,128 +348,6 @@ impl Store {
             .find(1)
             .select(store_state::generation)
             .first::<i64>(conn)
-    }
-
-    /// The change counter, then the client: the row is at least as new as the counter value
-    /// returned with it, which is what the credential cache needs to tag what it remembers.
-    pub fn find_client_at(&self, id: &str) -> Result<(i64, Option<Client>), StoreError> {
-        self.with_conn(|conn| {
-            let generation = Self::read_generation(conn)?;
-            let row = clients::table
-                .find(id)
-                .select(ClientRow::as_select())
-                .first::<ClientRow>(conn)
-                .optional()?;
-            Ok((generation, row.map(Client::from)))
-        })
-    }
-
-    pub fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        self.with_conn(|conn| {
-            let row = clients::table
-                .find(id)
-                .select(ClientRow::as_select())
-                .first::<ClientRow>(conn)
-                .optional()?;
-            Ok(row.map(Client::from))
-        })
-    }
-
-    pub fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
-        self.with_conn(|conn| {
-            let rows = clients::table
-                .order(clients::created_at.asc())
-                .then_order_by(clients::client_id.asc())
-                .select(ClientRow::as_select())
-                .load::<ClientRow>(conn)?;
-            Ok(rows.into_iter().map(Client::from).collect())
-        })
-    }
-
-    fn bump(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {
-        diesel::update(store_state::table.find(1))
-            .set(store_state::generation.eq(store_state::generation + 1))
-            .execute(conn)
-            .map(|_| ())
-    }
-
-    pub fn insert_client(&self, new: NewClient) -> Result<Client, StoreError> {
-        let now = now_unix();
-        let row = ClientRow {
-            client_id: new.client_id.to_string(),
-            name: new.name,
-            secret_hash: new.secret_hash,
-            grant_types: new.grant_types.join(" "),
-            resources: join(&new.resources),
-            scopes: join(&new.scopes),
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-        };
-        self.with_conn(|conn| {
-            conn.transaction(|c| {
-                diesel::insert_into(clients::table)
-                    .values(&row)
-                    .execute(c)?;
-                Self::bump(c)
-            })?;
-            Ok(())
-        })?;
-        Ok(row.into())
-    }
-
-    pub fn update_client(&self, id: &str, changes: ClientChanges) -> Result<Client, StoreError> {
-        let row = self.with_conn(|conn| {
-            Ok(conn.transaction(|c| {
-                let Some(mut row) = clients::table
-                    .find(id)
-                    .select(ClientRow::as_select())
-                    .first::<ClientRow>(c)
-                    .optional()?
-                else {
-                    return Ok(None);
-                };
-                if let Some(g) = changes.grant_types {
-                    row.grant_types = g.join(" ");
-                }
-                if let Some(r) = changes.resources {
-                    row.resources = join(&r);
-                }
-                if let Some(s) = changes.scopes {
-                    row.scopes = join(&s);
-                }
-                if let Some(h) = changes.secret_hash {
-                    row.secret_hash = h;
-                }
-                if let Some(e) = changes.enabled {
-                    row.enabled = e;
-                }
-                row.updated_at = now_unix();
-                diesel::update(clients::table.find(id))
-                    .set(&row)
-                    .execute(c)?;
-                Self::bump(c)?;
-                Ok::<_, diesel::result::Error>(Some(row))
-            })?)
-        })?;
-        row.map(Client::from)
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
-    }
-
-    pub fn remove_client(&self, id: &str) -> Result<(), StoreError> {
-        let n = self.with_conn(|conn| {
-            Ok(conn.transaction(|c| {
-                let n = diesel::delete(clients::table.find(id)).execute(c)?;
-                if n > 0 {
-                    Self::bump(c)?;
-                }
-                Ok::<_, diesel::result::Error>(n)
-            })?)
-        })?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_owned()));
-        }
-        Ok(())
     }
 }
 

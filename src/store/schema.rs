@@ -11,6 +11,8 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
     }
 }
 

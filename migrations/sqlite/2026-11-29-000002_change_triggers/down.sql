@@ -1,0 +1,3 @@
+DROP TRIGGER clients_deleted;
+DROP TRIGGER clients_updated;
+DROP TRIGGER clients_inserted;
