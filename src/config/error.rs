@@ -50,3 +50,12 @@ impl Problems {
         });
     }
 }
+
+/// How a key is named in messages, e.g. "`[server] listen`" (`section` empty: a top-level key).
+pub(crate) fn key_name(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        format!("`{key}`")
+    } else {
+        format!("`[{section}] {key}`")
+    }
+}

@@ -1,0 +1,123 @@
+//! `[resource]`: the issuer whose tokens are accepted and where the verification keys come
+//! from. The routes are in [`super::routes`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::routes::validate_routes;
+use super::values::{check_realm, parse_issuer};
+use crate::config::error::Problems;
+use crate::config::file::RawResource;
+use crate::config::types::{AuthConfig, KeySource, KeysConfig, ResourceConfig};
+
+pub(super) fn validate_resource(
+    mut raw: RawResource,
+    auth: Option<&AuthConfig>,
+    keys: Option<&KeysConfig>,
+    p: &mut Problems,
+) -> Option<ResourceConfig> {
+    let issuer = match (raw.issuer.as_deref(), auth) {
+        (Some(s), _) => parse_issuer("`[resource] issuer`", s, p),
+        (None, Some(a)) => Some(a.issuer.clone()),
+        (None, None) => {
+            p.push(
+                "`[resource] issuer`",
+                "missing: a resource-only node must name the issuer whose tokens it accepts",
+            );
+            None
+        }
+    };
+    let realm = raw.realm.take().unwrap_or_else(|| "steelcut".into());
+    check_realm("`[resource] realm`", &realm, p);
+    let key_source = key_source(&mut raw, keys, p);
+    let token_path = auth.map(|a| a.token_path.as_str());
+    let routes = validate_routes(raw.routes.take().unwrap_or_default(), token_path, p);
+    Some(ResourceConfig {
+        issuer: issuer?,
+        realm,
+        leeway: Duration::from_secs(raw.leeway_secs.unwrap_or(30)),
+        key_source: key_source?,
+        jwks_refresh: Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(300).max(1)),
+        jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_secs.unwrap_or(10)),
+        token_cache_size: raw.token_cache_size.unwrap_or(10_000),
+        routes,
+    })
+}
+
+/// Exactly one of `keys = "local"`, `jwks_file`, `public_keys_dir` and `jwks_url`; none means
+/// the local `[keys] dir` on a node that has one.
+fn key_source(
+    raw: &mut RawResource,
+    keys: Option<&KeysConfig>,
+    p: &mut Problems,
+) -> Option<KeySource> {
+    let mut sources = named_sources(raw, keys, p);
+    match sources.len() {
+        0 => match keys {
+            Some(k) => Some(KeySource::Local(k.dir.clone())),
+            None => {
+                p.push("`[resource]`", "no key source: set jwks_url, jwks_file or public_keys_dir (or [keys] dir on a node that also signs)");
+                None
+            }
+        },
+        1 => sources.pop(),
+        _ => {
+            p.push("`[resource]`", "more than one key source: choose one of keys = \"local\", jwks_file, public_keys_dir, jwks_url");
+            None
+        }
+    }
+}
+
+/// The key sources the section names (valid or not, each named source counts).
+fn named_sources(
+    raw: &mut RawResource,
+    keys: Option<&KeysConfig>,
+    p: &mut Problems,
+) -> Vec<KeySource> {
+    let mut sources = Vec::new();
+    if let Some(k) = raw.keys.take() {
+        if k == "local" {
+            match keys {
+                Some(k) => sources.push(KeySource::Local(k.dir.clone())),
+                None => p.push("`[resource] keys`", "\"local\" needs a [keys] dir"),
+            }
+        } else {
+            p.push("`[resource] keys`", format!("{k:?}: the only value is \"local\"; use jwks_file, public_keys_dir or jwks_url for other sources"));
+        }
+    }
+    if let Some(f) = raw.jwks_file.take() {
+        let f = PathBuf::from(f);
+        if !f.is_file() {
+            p.push(
+                "`[resource] jwks_file`",
+                format!(
+                    "{} does not exist (write it with `steelcutd keys export-public`)",
+                    f.display()
+                ),
+            );
+        }
+        sources.push(KeySource::JwksFile(f));
+    }
+    if let Some(d) = raw.public_keys_dir.take() {
+        let d = PathBuf::from(d);
+        if !d.is_dir() {
+            p.push(
+                "`[resource] public_keys_dir`",
+                format!("{} is not a directory", d.display()),
+            );
+        }
+        sources.push(KeySource::PublicKeysDir(d));
+    }
+    if let Some(u) = raw.jwks_url.take() {
+        match url::Url::parse(&u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                sources.push(KeySource::JwksUrl(u))
+            }
+            _ => p.push(
+                "`[resource] jwks_url`",
+                format!("{u:?} is not an http(s) URL"),
+            ),
+        }
+    }
+    sources
+}
