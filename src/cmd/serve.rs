@@ -2,6 +2,7 @@
 //! the systemd notifications (`READY=1` once listening, `RELOADING=1` then `READY=1` around a
 //! SIGHUP reload, `STOPPING=1` on SIGTERM/SIGINT).
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use sd_notify::NotifyState;
 use super::args::ConfigArg;
 use crate::app::state::ReloadError;
 use crate::app::{App, AppState};
-use crate::config::{Config, ConfigError, LogFormat, Problem};
-use crate::keys::KeySet;
+use crate::config::{
+    CheckError, Checked, Config, ConfigError, LogFormat, Options, Problem, TlsConfig,
+};
 
 /// Changes the log filter of the running process (SIGHUP).
 pub type LogHandle = reload::Handle<EnvFilter, Registry>;
@@ -51,42 +53,45 @@ pub fn init_logging(config: &Config) -> Option<LogHandle> {
         .map(|_| handle)
 }
 
-/// Everything `check-config` verifies beyond the file itself (key files that would be refused,
-/// TLS files that do not load), as a [`ConfigError`] so that it prints like the file's problems.
-fn check_runtime_files(config: &Config) -> Result<(), ConfigError> {
-    let mut problems = Vec::new();
-    if let Some(keys) = &config.keys {
-        if keys.dir.exists() {
-            if let Err(e) = KeySet::load(&keys.dir) {
-                problems.push(Problem {
-                    key: "`[keys] dir`".into(),
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-    if let Some(tls) = &config.server.tls {
-        if let Err(e) = crate::http::tls::load(tls) {
-            problems.push(Problem {
-                key: "`[server.tls]`".into(),
-                message: e.to_string(),
-            });
-        }
-    }
-    if problems.is_empty() {
+/// The one load path of `check-config`, `serve` and reloads: the file, then the preflight of
+/// what it names (key directory, TLS files, route documents, and the database unless
+/// `database` is false).
+fn load_checked(path: &Path, database: bool) -> Result<Checked, CheckError> {
+    let tls = |t: &TlsConfig| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        crate::http::tls::load(t)?;
         Ok(())
-    } else {
-        Err(ConfigError {
-            file: config.file.clone(),
-            problems,
-        })
+    };
+    Config::check(
+        path,
+        &Options {
+            database,
+            tls: &tls,
+        },
+    )
+}
+
+/// A refused configuration as the commands report it. A wrong file is a [`ConfigError`], which
+/// `main` turns into EX_CONFIG (the unit does not restart on it); a database that does not
+/// answer is not the file's fault and exits 1, so that systemd tries again.
+fn refused(e: CheckError) -> anyhow::Error {
+    match e {
+        CheckError::Invalid(e) => e.into(),
+        unavailable @ CheckError::Unavailable(_) => unavailable.into(),
     }
 }
 
-/// `check-config`: the load path of `serve`, without starting anything.
+/// `check-config`: the load path of `serve`, without starting anything. Warnings go to stderr
+/// and do not fail the check.
 pub fn check_config(arg: &ConfigArg) -> Result<()> {
-    let config = Config::load(&arg.config)?;
-    check_runtime_files(&config)?;
+    let checked = load_checked(&arg.config, true).map_err(refused)?;
+    for w in &checked.warnings {
+        eprintln!(
+            "steelcutd: {}: warning: {}: {}",
+            arg.config.display(),
+            w.key,
+            w.message
+        );
+    }
     println!("{}: configuration is valid", arg.config.display());
     Ok(())
 }
@@ -94,9 +99,9 @@ pub fn check_config(arg: &ConfigArg) -> Result<()> {
 /// `serve`: run until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn serve(arg: &ConfigArg) -> Result<()> {
     let started = std::time::Instant::now();
-    let config = Config::load(&arg.config)?;
-    check_runtime_files(&config)?;
+    let Checked { config, warnings } = load_checked(&arg.config, true).map_err(refused)?;
     let log = init_logging(&config);
+    log_warnings(&config, &warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -123,6 +128,13 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The preflight's warnings, in the log.
+fn log_warnings(config: &Config, warnings: &[Problem]) {
+    for w in warnings {
+        tracing::warn!(file = %config.file.display(), key = %w.key, "{}", w.message);
+    }
 }
 
 /// Waits for signals: SIGHUP reloads, SIGTERM/SIGINT complete the future (which stops the
@@ -199,7 +211,11 @@ impl SignalLoop {
 
     /// Loads the file and applies it; returns the changed settings that need a restart.
     async fn apply(&self) -> Result<Vec<&'static str>, ReloadFailure> {
-        let config = Config::load(&self.path)?;
+        // The database stays the one the process started with, and a reload must not fail
+        // because it is down at this moment.
+        let Checked { config, warnings } =
+            load_checked(&self.path, false).map_err(CheckError::into_config_error)?;
+        log_warnings(&config, &warnings);
         let level = config.log.level.clone();
         let restart = self.state.reload(config).await?;
         if let Some(handle) = &self.log {

@@ -4,18 +4,21 @@
 //! applied, is deserialized key by key (`lenient`) into the raw structs of [`file`]; then
 //! `validate` checks every value and yields either a [`Config`] (the types of `types`)
 //! whose fields can be trusted or a [`ConfigError`] listing *all* problems, each naming the key
-//! and the file. `check-config`, `serve` and SIGHUP reloads all go through [`Config::load`],
-//! so they agree on what is valid.
+//! and the file. [`preflight`] then checks what the values name on disk and on the network;
+//! `check-config`, `serve` and SIGHUP reloads all go through [`Config::check`], so they agree
+//! on what is valid.
 //!
 //! - [`file`]: the file as written, every field documented for operators.
 //! - `env`: which keys the environment may override, and how.
 //! - `lenient`: one key's mistake does not hide its section's other keys.
 //! - `validate`: one module per section.
 //! - `types`: the validated configuration the daemon reads.
+//! - [`preflight`]: the key directory, TLS files, route documents and database, checked once.
 //! - [`error`]: a problem names its key and the file.
 
 pub mod error;
 pub mod file;
+pub mod preflight;
 
 mod database_url;
 mod env;
@@ -29,27 +32,24 @@ use std::path::Path;
 pub use env::env_name;
 use error::Problems;
 pub use error::{ConfigError, Problem};
+use preflight::Plan;
+pub use preflight::{CheckError, Checked, Options, TlsLoader};
 pub use types::*;
 
 impl Config {
-    /// Reads, overrides from the process environment, and validates `path`.
+    /// Reads, overrides from the process environment, and validates `path`. Nothing but the
+    /// file is read: [`Config::check`] adds the preflight of what the values name.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(path, &env::process_vars())
     }
 
     /// As [`Config::load`], with the environment given explicitly (tests, reloads).
     pub fn load_with_env(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let fail = |problems: Vec<Problem>| ConfigError {
+        let text = read(path)?;
+        Self::from_toml(path, &text, env).map_err(|problems| ConfigError {
             file: path.to_owned(),
             problems,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            fail(vec![Problem {
-                key: "(file)".into(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }])
-        })?;
-        Self::from_toml(path, &text, env).map_err(fail)
+        })
     }
 
     /// Validates TOML text as if it had been read from `path`.
@@ -58,23 +58,61 @@ impl Config {
         text: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<Problem>> {
-        let mut problems = Problems::default();
-        let mut doc: toml::Table = match text.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push("(syntax)", e.to_string().trim_end().replace('\n', "\n    "));
-                return Err(problems.0);
-            }
-        };
-        let overridden = env::apply(&mut doc, env, &mut problems);
-        let raw = lenient::split_sections(doc, &mut problems);
-        let config = validate::validate(path, raw, &mut problems);
-        overridden.name_variables(&mut problems.0);
-        if problems.0.is_empty() {
-            config.ok_or_else(Vec::new)
-        } else {
-            Err(problems.0)
+        let mut found = evaluate(path, text, env);
+        found.overridden.name_variables(&mut found.problems.0);
+        match found.config {
+            Some(config) if found.problems.0.is_empty() => Ok(config),
+            _ => Err(found.problems.0),
         }
+    }
+}
+
+/// The text of the configuration file.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        problems: vec![Problem {
+            key: "(file)".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }],
+    })
+}
+
+/// What one reading of the text found.
+struct Evaluation {
+    /// `Some` when every section could be built, which alone does not mean without problems.
+    config: Option<Config>,
+    problems: Problems,
+    /// What the preflight is to check.
+    plan: Plan,
+    /// Which values came from the environment, to name the variable in their problems.
+    overridden: env::Overridden,
+}
+
+/// Parses, applies the environment and validates, collecting every problem.
+fn evaluate(path: &Path, text: &str, env: &BTreeMap<String, String>) -> Evaluation {
+    let mut problems = Problems::default();
+    let mut plan = Plan::default();
+    let mut doc: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push("(syntax)", e.to_string().trim_end().replace('\n', "\n    "));
+            return Evaluation {
+                config: None,
+                problems,
+                plan,
+                overridden: env::Overridden::default(),
+            };
+        }
+    };
+    let overridden = env::apply(&mut doc, env, &mut problems);
+    let raw = lenient::split_sections(doc, &mut problems);
+    let config = validate::validate(path, raw, &mut problems, &mut plan);
+    Evaluation {
+        config,
+        problems,
+        plan,
+        overridden,
     }
 }
 

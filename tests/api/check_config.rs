@@ -247,3 +247,143 @@ fn check_config_reports_a_key_directory_that_cannot_be_created() {
     );
     assert!(err.contains("steelcutd keys generate"), "{err}");
 }
+
+#[test]
+fn check_config_reports_a_sqlite_path_that_cannot_be_created_and_serve_refuses_the_same() {
+    // 1. The database would live below a regular file, as in sqlite:///etc/hostname/sub/x.db.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("hostname");
+    std::fs::write(&blocker, "").unwrap();
+    let db = blocker.join("sub").join("steelcut.db");
+    let path = write_config(
+        dir.path(),
+        &format!("sqlite://{}", db.display()),
+        "127.0.0.1:0",
+        "",
+    );
+    let config = path.to_string_lossy().into_owned();
+    // 2. check-config names the key, the path and what is in the way.
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let lines = problem_lines(&stderr(&out));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("`[database] url`"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!(
+            "{} cannot be created: {} is not a directory",
+            db.display(),
+            blocker.display()
+        )),
+        "{}",
+        lines[0]
+    );
+    // 3. serve refuses with the same line instead of failing later to open the database.
+    let served = steelcutd_env(&["serve", "--config", &config], &[], WAIT);
+    assert_eq!(served.status.code(), Some(78));
+    assert_eq!(problem_lines(&stderr(&served)), lines);
+}
+
+#[test]
+fn check_config_reports_an_unreachable_postgresql_server_without_its_password() {
+    // 1. A PostgreSQL URL on a loopback port where nothing listens.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgres://steelcut:s3cret-pw@127.0.0.1:{}/steelcut",
+        free_port()
+    );
+    let path = write_config(dir.path(), &url, "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    // 2. The problem names the key and the server, never the password.
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    let err = stderr(&out);
+    let lines = problem_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("`[database] url`"), "{err}");
+    assert!(
+        lines[0].contains("cannot connect to postgres://steelcut:***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    // 3. A database that is down is not a broken file: exit 1, which systemd restarts, not 78.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn check_config_lists_every_refused_key_file_and_the_problems_of_the_file_at_once() {
+    // 1. Two key files others may read, a route whose document is missing, and a token
+    //    lifetime out of range.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    for _ in 0..2 {
+        let out = steelcutd(&["keys", "generate", "--config", &config]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut keys: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    keys.sort();
+    for key in &keys {
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::remove_file(dir.path().join("protected_resource.json")).unwrap();
+    let env = [("STEELCUT_AUTH_TOKEN_LIFETIME_SECS", "5")];
+    // 2. One run lists all four, each naming the key and the file.
+    let out = steelcutd_env(&["check-config", "--config", &config], &env, WAIT);
+    let err = stderr(&out);
+    let lines = problem_lines(&err);
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines.iter().all(|l| l.contains(&config)), "{err}");
+    for key in &keys {
+        let fix = format!("chmod 600 {}", key.display());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("`[keys] dir`") && l.contains(&fix)),
+            "{err}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("`[[resource.routes]]` /api_v0.0.1 `file`")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("`[auth] token_lifetime_secs` (from STEELCUT_AUTH_TOKEN_LIFETIME_SECS)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_reports_tls_files_that_do_not_make_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "shutdown_grace_secs = 5",
+        &format!(
+            "shutdown_grace_secs = 5\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(!out.status.success());
+    let lines = problem_lines(&stderr(&out));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("`[server.tls]`"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&cert.display().to_string()),
+        "{}",
+        lines[0]
+    );
+}

@@ -15,12 +15,19 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::RawFile;
+use super::preflight::{Check, Plan};
 use super::types::{Config, Roles};
 
-/// Checks every section of `raw` (read from `path`).
-pub(crate) fn validate(path: &Path, raw: RawFile, p: &mut Problems) -> Option<Config> {
+/// Checks every section of `raw` (read from `path`), noting in `plan` what the preflight is to
+/// check.
+pub(crate) fn validate(
+    path: &Path,
+    raw: RawFile,
+    p: &mut Problems,
+    plan: &mut Plan,
+) -> Option<Config> {
     let roles = roles(raw.roles.as_deref(), p);
-    let server = server::validate_server(raw.server.unwrap_or_default(), p);
+    let server = server::validate_server(raw.server.unwrap_or_default(), p, plan);
     let log = server::validate_log(raw.log.unwrap_or_default(), p);
     let database = match raw.database {
         Some(d) => database::validate_database(d, p),
@@ -46,7 +53,7 @@ pub(crate) fn validate(path: &Path, raw: RawFile, p: &mut Problems) -> Option<Co
     };
     let resource = match raw.resource {
         Some(r) if roles.resource => {
-            resource::validate_resource(r, auth.as_ref(), keys.as_ref(), p)
+            resource::validate_resource(r, auth.as_ref(), keys.as_ref(), p, plan)
         }
         Some(_) => None,
         None => required(
@@ -56,6 +63,15 @@ pub(crate) fn validate(path: &Path, raw: RawFile, p: &mut Problems) -> Option<Co
             p,
         ),
     };
+    if let Some(k) = &keys {
+        plan.push(Check::KeyDir {
+            dir: k.dir.clone(),
+            signs: roles.auth,
+        });
+    }
+    if let (true, Some(d)) = (roles.auth, &database) {
+        plan.push(Check::Database(d.clone()));
+    }
     Some(Config {
         file: path.to_owned(),
         roles,

@@ -8,6 +8,7 @@ use super::routes::validate_routes;
 use super::values::{check_realm, parse_issuer};
 use crate::config::error::Problems;
 use crate::config::file::RawResource;
+use crate::config::preflight::{Check, Plan};
 use crate::config::types::{AuthConfig, KeySource, KeysConfig, ResourceConfig};
 
 pub(super) fn validate_resource(
@@ -15,6 +16,7 @@ pub(super) fn validate_resource(
     auth: Option<&AuthConfig>,
     keys: Option<&KeysConfig>,
     p: &mut Problems,
+    plan: &mut Plan,
 ) -> Option<ResourceConfig> {
     let issuer = match (raw.issuer.as_deref(), auth) {
         (Some(s), _) => parse_issuer("`[resource] issuer`", s, p),
@@ -30,8 +32,13 @@ pub(super) fn validate_resource(
     let realm = raw.realm.take().unwrap_or_else(|| "steelcut".into());
     check_realm("`[resource] realm`", &realm, p);
     let key_source = key_source(&mut raw, keys, p);
+    match &key_source {
+        Some(KeySource::JwksFile(f)) => plan.push(Check::JwksFile(f.clone())),
+        Some(KeySource::PublicKeysDir(d)) => plan.push(Check::PublicKeysDir(d.clone())),
+        _ => {}
+    }
     let token_path = auth.map(|a| a.token_path.as_str());
-    let routes = validate_routes(raw.routes.take().unwrap_or_default(), token_path, p);
+    let routes = validate_routes(raw.routes.take().unwrap_or_default(), token_path, p, plan);
     Some(ResourceConfig {
         issuer: issuer?,
         realm,
@@ -86,27 +93,10 @@ fn named_sources(
         }
     }
     if let Some(f) = raw.jwks_file.take() {
-        let f = PathBuf::from(f);
-        if !f.is_file() {
-            p.push(
-                "`[resource] jwks_file`",
-                format!(
-                    "{} does not exist (write it with `steelcutd keys export-public`)",
-                    f.display()
-                ),
-            );
-        }
-        sources.push(KeySource::JwksFile(f));
+        sources.push(KeySource::JwksFile(PathBuf::from(f)));
     }
     if let Some(d) = raw.public_keys_dir.take() {
-        let d = PathBuf::from(d);
-        if !d.is_dir() {
-            p.push(
-                "`[resource] public_keys_dir`",
-                format!("{} is not a directory", d.display()),
-            );
-        }
-        sources.push(KeySource::PublicKeysDir(d));
+        sources.push(KeySource::PublicKeysDir(PathBuf::from(d)));
     }
     if let Some(u) = raw.jwks_url.take() {
         match url::Url::parse(&u) {

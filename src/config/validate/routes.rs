@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::config::error::Problems;
 use crate::config::file::RawRoute;
 use crate::config::lenient::clean;
+use crate::config::preflight::{Check, Plan};
 use crate::config::types::{RouteConfig, RESERVED_PREFIX};
 use crate::domain::{Resource, Scope};
 
@@ -14,13 +15,14 @@ pub(super) fn validate_routes(
     values: Vec<toml::Value>,
     token_path: Option<&str>,
     p: &mut Problems,
+    plan: &mut Plan,
 ) -> Vec<RouteConfig> {
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
     for (i, value) in values.into_iter().enumerate() {
         let at = format!("`[[resource.routes]]` #{}", i + 1);
         match value.try_into::<RawRoute>() {
-            Ok(r) => routes.extend(validate_route(r, &at, token_path, &mut seen, p)),
+            Ok(r) => routes.extend(validate_route(r, &at, token_path, &mut seen, p, plan)),
             Err(e) => p.push(at, clean(&e)),
         }
     }
@@ -35,6 +37,7 @@ fn validate_route(
     token_path: Option<&str>,
     seen: &mut HashSet<String>,
     p: &mut Problems,
+    plan: &mut Plan,
 ) -> Option<RouteConfig> {
     let Some(path) = r.path else {
         p.push(
@@ -57,7 +60,10 @@ fn validate_route(
         }
         Some(f) => {
             let f = PathBuf::from(f);
-            check_document(&f, &label, p);
+            plan.push(Check::Document {
+                label: label.clone(),
+                file: f.clone(),
+            });
             Some(f)
         }
     };
@@ -109,21 +115,4 @@ fn check_path(
     };
     p.push(format!("{label} `path`"), problem);
     false
-}
-
-/// The served file must be readable JSON.
-fn check_document(f: &std::path::Path, label: &str, p: &mut Problems) {
-    match std::fs::read(f) {
-        Err(e) => {
-            p.push(format!("{label} `file`"), format!("{}: {e}", f.display()));
-        }
-        Ok(bytes) => {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-                p.push(
-                    format!("{label} `file`"),
-                    format!("{} is not valid JSON: {e}", f.display()),
-                );
-            }
-        }
-    }
 }

@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use crate::config::error::Problems;
 use crate::config::file::{RawLog, RawServer, RawTls};
+use crate::config::preflight::{Check, Plan};
 use crate::config::types::{LogConfig, LogFormat, ServerConfig, TlsConfig};
 
-pub(super) fn validate_server(raw: RawServer, p: &mut Problems) -> Option<ServerConfig> {
+pub(super) fn validate_server(
+    raw: RawServer,
+    p: &mut Problems,
+    plan: &mut Plan,
+) -> Option<ServerConfig> {
     let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = match listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -32,6 +37,9 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems) -> Option<Server
         }
     };
     let tls = raw.tls.and_then(|t| validate_tls(t, p));
+    if let Some(t) = &tls {
+        plan.push(Check::Tls(t.clone()));
+    }
     Some(ServerConfig {
         listen: listen?,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
@@ -41,21 +49,11 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems) -> Option<Server
 }
 
 fn validate_tls(raw: RawTls, p: &mut Problems) -> Option<TlsConfig> {
-    let mut file = |key: &str, value: Option<String>| match value {
-        None => {
+    let mut file = |key: &str, value: Option<String>| {
+        if value.is_none() {
             p.push(format!("`[server.tls] {key}`"), "missing: a PEM file path");
-            None
         }
-        Some(v) => {
-            let path = PathBuf::from(v);
-            if let Err(e) = std::fs::File::open(&path) {
-                p.push(
-                    format!("`[server.tls] {key}`"),
-                    format!("{}: {e}", path.display()),
-                );
-            }
-            Some(path)
-        }
+        value.map(PathBuf::from)
     };
     let cert = file("cert", raw.cert);
     let key = file("key", raw.key);
