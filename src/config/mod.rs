@@ -159,6 +159,48 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_is_present_but_invalid_is_not_reported_again_as_missing_where_inherited() {
+        // Both roles: the resource role falls back on [auth] issuer and on [keys] dir.
+        let problems = load(
+            r#"
+            roles = ["auth", "resource"]
+            [database]
+            url = "sqlite://x.db"
+            [keys]
+            [auth]
+            issuer = "not a url"
+            [resource]
+            keys = "local"
+            "#,
+        )
+        .err()
+        .unwrap_or_default();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["`[keys] dir`", "`[auth] issuer`"], "{problems:?}");
+        // A role's section that is missing is one problem too.
+        let problems = load(
+            "roles = [\"auth\", \"resource\"]\n[database]\nurl = \"sqlite://x.db\"\n[resource]\n",
+        )
+        .err()
+        .unwrap_or_default();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["`[keys]`", "`[auth]`"], "{problems:?}");
+    }
+
+    #[test]
+    fn a_resource_only_node_without_an_issuer_or_a_key_source_is_told_so() {
+        let problems = load("roles = [\"resource\"]\n[resource]\n")
+            .err()
+            .unwrap_or_default();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["`[resource] issuer`", "`[resource]`"],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn environment_overrides_win_over_the_file() {
         let mut env = BTreeMap::new();
         env.insert(

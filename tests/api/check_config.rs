@@ -53,6 +53,35 @@ fn the_shipped_configuration_files_pass_check_config() {
 }
 
 #[test]
+fn one_wrong_issuer_in_the_quick_start_file_is_one_problem() {
+    // 1. config/dev.toml (both roles) with a mistake in [auth] issuer, run from the repository
+    //    root like the quick start. The resource role inherits that issuer.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(format!("{root}/config/dev.toml"))
+        .unwrap()
+        .replace(
+            "issuer = \"http://127.0.0.1:8080\"",
+            "issuer = \"127.0.0.1:8080\"",
+        );
+    assert!(text.contains("issuer = \"127.0.0.1:8080\""));
+    let path = dir.path().join("dev.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
+        .args(["check-config", "--config", &path.to_string_lossy()])
+        .current_dir(root)
+        .env_remove("STEELCUT_CONFIG")
+        .output()
+        .unwrap();
+    // 2. One problem, about [auth] issuer; not a second, false one saying that [resource]
+    //    issuer is missing.
+    let err = stderr(&out);
+    let lines = problem_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("`[auth] issuer`"), "{err}");
+}
+
+#[test]
 fn check_config_lists_every_problem_at_once_naming_key_and_file_and_serve_refuses_the_same() {
     // 1. A file with an unknown top-level key, an unknown key in a section, a type error, a
     //    role without its section, a malformed database URL and an issuer that is not a URL.

@@ -18,6 +18,39 @@ use super::file::RawFile;
 use super::preflight::{Check, Plan};
 use super::types::{Config, Roles};
 
+const MISSING_DATABASE: &str =
+    "missing: the auth role needs [database] url (e.g. \"sqlite:///var/lib/steelcut/steelcut.db\")";
+
+/// A section's value that another section falls back on: the resource role takes the issuer
+/// of `[auth]` and the keys of `[keys]` when it names none of its own.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Fallback<T> {
+    Valid(T),
+    /// Present (or required by a role) but wrong or missing, and a problem already says so.
+    /// Reporting the value again as missing where it is inherited would be a second, false
+    /// problem for one mistake.
+    Reported,
+    /// Not in the file, and no role asks for it.
+    Absent,
+}
+
+impl<T> Fallback<T> {
+    pub fn valid(self) -> Option<T> {
+        match self {
+            Self::Valid(t) => Some(t),
+            Self::Reported | Self::Absent => None,
+        }
+    }
+
+    pub fn as_ref(&self) -> Fallback<&T> {
+        match self {
+            Self::Valid(t) => Fallback::Valid(t),
+            Self::Reported => Fallback::Reported,
+            Self::Absent => Fallback::Absent,
+        }
+    }
+}
+
 /// Checks every section of `raw` (read from `path`), noting in `plan` what the preflight is to
 /// check.
 pub(crate) fn validate(
@@ -29,40 +62,44 @@ pub(crate) fn validate(
     let roles = roles(raw.roles.as_deref(), p);
     let server = server::validate_server(raw.server.unwrap_or_default(), p, plan);
     let log = server::validate_log(raw.log.unwrap_or_default(), p);
-    let database = match raw.database {
-        Some(d) => database::validate_database(d, p),
-        None => required(roles.auth, "`[database]`", "missing: the auth role needs [database] url (e.g. \"sqlite:///var/lib/steelcut/steelcut.db\")", p),
-    };
-    let keys = match raw.keys {
-        Some(k) => keys::validate_keys(k, p),
-        None => required(
-            roles.auth,
+    let for_auth = |key: &'static str, what: &'static str| (roles.auth, key, what);
+    let database = section(
+        raw.database,
+        for_auth("`[database]`", MISSING_DATABASE),
+        p,
+        database::validate_database,
+    );
+    let keys = section(
+        raw.keys,
+        for_auth(
             "`[keys]`",
             "missing: the auth role needs [keys] dir (where the signing keys live)",
-            p,
         ),
-    };
-    let auth = match raw.auth {
-        Some(a) => auth::validate_auth(a, p),
-        None => required(
-            roles.auth,
+        p,
+        keys::validate_keys,
+    );
+    let auth = section(
+        raw.auth,
+        for_auth(
             "`[auth]`",
             "missing: the auth role needs an [auth] section with at least issuer",
-            p,
         ),
-    };
+        p,
+        auth::validate_auth,
+    );
     let resource = match raw.resource {
         Some(r) if roles.resource => {
             resource::validate_resource(r, auth.as_ref(), keys.as_ref(), p, plan)
         }
         Some(_) => None,
-        None => required(
-            roles.resource,
-            "`[resource]`",
-            "missing: the resource role needs a [resource] section with its [[resource.routes]]",
-            p,
-        ),
+        None => {
+            if roles.resource {
+                p.push("`[resource]`", "missing: the resource role needs a [resource] section with its [[resource.routes]]");
+            }
+            None
+        }
     };
+    let (database, keys, auth) = (database.valid(), keys.valid(), auth.valid());
     if let Some(k) = &keys {
         plan.push(Check::KeyDir {
             dir: k.dir.clone(),
@@ -84,12 +121,22 @@ pub(crate) fn validate(
     })
 }
 
-/// A section that is absent: a problem if a role needs it.
-fn required<T>(needed: bool, key: &str, message: &str, p: &mut Problems) -> Option<T> {
-    if needed {
-        p.push(key, message);
+/// Validates a section with `check` if it is present; if it is absent, reports it when a role
+/// needs it (`needed`: whether, the key, the message).
+fn section<R, T>(
+    raw: Option<R>,
+    (needed, key, missing): (bool, &str, &str),
+    p: &mut Problems,
+    check: impl FnOnce(R, &mut Problems) -> Option<T>,
+) -> Fallback<T> {
+    match raw {
+        Some(r) => check(r, p).map_or(Fallback::Reported, Fallback::Valid),
+        None if needed => {
+            p.push(key, missing);
+            Fallback::Reported
+        }
+        None => Fallback::Absent,
     }
-    None
 }
 
 /// `roles = [...]`.

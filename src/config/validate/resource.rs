@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::routes::validate_routes;
 use super::values::{check_realm, parse_issuer};
+use super::Fallback;
 use crate::config::error::Problems;
 use crate::config::file::RawResource;
 use crate::config::preflight::{Check, Plan};
@@ -13,15 +14,16 @@ use crate::config::types::{AuthConfig, KeySource, KeysConfig, ResourceConfig};
 
 pub(super) fn validate_resource(
     mut raw: RawResource,
-    auth: Option<&AuthConfig>,
-    keys: Option<&KeysConfig>,
+    auth: Fallback<&AuthConfig>,
+    keys: Fallback<&KeysConfig>,
     p: &mut Problems,
     plan: &mut Plan,
 ) -> Option<ResourceConfig> {
     let issuer = match (raw.issuer.as_deref(), auth) {
         (Some(s), _) => parse_issuer("`[resource] issuer`", s, p),
-        (None, Some(a)) => Some(a.issuer.clone()),
-        (None, None) => {
+        (None, Fallback::Valid(a)) => Some(a.issuer.clone()),
+        (None, Fallback::Reported) => None,
+        (None, Fallback::Absent) => {
             p.push(
                 "`[resource] issuer`",
                 "missing: a resource-only node must name the issuer whose tokens it accepts",
@@ -37,7 +39,7 @@ pub(super) fn validate_resource(
         Some(KeySource::PublicKeysDir(d)) => plan.push(Check::PublicKeysDir(d.clone())),
         _ => {}
     }
-    let token_path = auth.map(|a| a.token_path.as_str());
+    let token_path = auth.valid().map(|a| a.token_path.as_str());
     let routes = validate_routes(raw.routes.take().unwrap_or_default(), token_path, p, plan);
     Some(ResourceConfig {
         issuer: issuer?,
@@ -55,14 +57,15 @@ pub(super) fn validate_resource(
 /// the local `[keys] dir` on a node that has one.
 fn key_source(
     raw: &mut RawResource,
-    keys: Option<&KeysConfig>,
+    keys: Fallback<&KeysConfig>,
     p: &mut Problems,
 ) -> Option<KeySource> {
     let mut sources = named_sources(raw, keys, p);
     match sources.len() {
         0 => match keys {
-            Some(k) => Some(KeySource::Local(k.dir.clone())),
-            None => {
+            Fallback::Valid(k) => Some(KeySource::Local(k.dir.clone())),
+            Fallback::Reported => None,
+            Fallback::Absent => {
                 p.push("`[resource]`", "no key source: set jwks_url, jwks_file or public_keys_dir (or [keys] dir on a node that also signs)");
                 None
             }
@@ -78,15 +81,16 @@ fn key_source(
 /// The key sources the section names (valid or not, each named source counts).
 fn named_sources(
     raw: &mut RawResource,
-    keys: Option<&KeysConfig>,
+    keys: Fallback<&KeysConfig>,
     p: &mut Problems,
 ) -> Vec<KeySource> {
     let mut sources = Vec::new();
     if let Some(k) = raw.keys.take() {
         if k == "local" {
             match keys {
-                Some(k) => sources.push(KeySource::Local(k.dir.clone())),
-                None => p.push("`[resource] keys`", "\"local\" needs a [keys] dir"),
+                Fallback::Valid(k) => sources.push(KeySource::Local(k.dir.clone())),
+                Fallback::Reported => {}
+                Fallback::Absent => p.push("`[resource] keys`", "\"local\" needs a [keys] dir"),
             }
         } else {
             p.push("`[resource] keys`", format!("{k:?}: the only value is \"local\"; use jwks_file, public_keys_dir or jwks_url for other sources"));
