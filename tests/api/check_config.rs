@@ -489,3 +489,112 @@ fn check_config_reports_tls_files_that_do_not_make_a_certificate() {
         lines[0]
     );
 }
+
+// --- files the daemon creates ---------------------------------------------------------------
+
+/// Runs `steelcutd serve` on `config` until it logs that it listens, calls `running`, then
+/// stops it with SIGTERM. Returns what it wrote on stderr.
+fn serve_until_listening(config: &Path, running: impl FnOnce()) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
+        .args(["serve", "--config", &config.to_string_lossy()])
+        .env_remove("STEELCUT_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !read().contains("listening") {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("steelcutd serve did not start:\n{}", read());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success(), "{}", read());
+    read()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The database file and SQLite's companions (`-wal`, `-shm`) beside it.
+fn database_files(db: &Path) -> Vec<PathBuf> {
+    let name = db.file_name().unwrap().to_string_lossy().into_owned();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn serve_creates_the_sqlite_database_owner_only_and_logs_the_directories_it_creates() {
+    // 1. The database is to live two directories below a fresh one.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("db").join("steelcut.db");
+    let path = write_config(
+        dir.path(),
+        &format!("sqlite://{}", db.display()),
+        "127.0.0.1:0",
+        "",
+    );
+    // 2. While the daemon runs, the file, its -wal and -shm companions (which hold the same
+    //    argon2 hashes) and the directories it made are its owner's alone.
+    let log = serve_until_listening(&path, || {
+        let files = database_files(&db);
+        assert!(files.len() >= 2, "{files:?}");
+        for f in files {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    });
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    // 3. Making a directory is logged, naming it.
+    let created = log
+        .lines()
+        .find(|l| l.contains("created the database directory"))
+        .unwrap_or_else(|| panic!("no log line about the directory:\n{log}"));
+    assert!(
+        created.contains(&db.parent().unwrap().display().to_string()),
+        "{created}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("steelcut.db");
+    let path = write_config(
+        dir.path(),
+        &format!("sqlite://{}", db.display()),
+        "127.0.0.1:0",
+        "",
+    );
+    let out = steelcutd(&["migrate", "--config", &path.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+    for f in database_files(&db) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    // An existing database keeps the mode its owner gave it.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = steelcutd(&["migrate", "--config", &path.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&db), 0o640);
+}
