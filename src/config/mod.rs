@@ -69,12 +69,23 @@ impl Config {
 
 /// The text of the configuration file.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_owned(),
-        problems: vec![Problem {
-            key: "(file)".into(),
-            message: format!("cannot read {}: {e}", path.display()),
-        }],
+    std::fs::read_to_string(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            // Most often the default /etc/steelcut.toml of a command run without --config.
+            format!(
+                "{} does not exist: pass --config FILE or set STEELCUT_CONFIG",
+                path.display()
+            )
+        } else {
+            format!("cannot read {}: {e}", path.display())
+        };
+        ConfigError {
+            file: path.to_owned(),
+            problems: vec![Problem {
+                key: "(file)".into(),
+                message,
+            }],
+        }
     })
 }
 

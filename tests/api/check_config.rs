@@ -598,3 +598,28 @@ fn migrate_creates_the_sqlite_database_owner_only() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&db), 0o640);
 }
+
+// --- what the operator reads ----------------------------------------------------------------
+
+#[test]
+fn a_missing_configuration_file_says_how_to_name_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir
+        .path()
+        .join("steelcut.toml")
+        .to_string_lossy()
+        .into_owned();
+    for command in ["check-config", "serve"] {
+        let out = steelcutd_env(&[command, "--config", &missing], &[], WAIT);
+        assert_eq!(out.status.code(), Some(78), "{command}");
+        let lines = problem_lines(&stderr(&out));
+        assert_eq!(
+            lines,
+            [format!(
+                "- {missing}: (file): {missing} does not exist: pass --config FILE or set \
+                 STEELCUT_CONFIG"
+            )],
+            "{command}"
+        );
+    }
+}
