@@ -251,14 +251,84 @@ fn monotonic_now() -> NotifyState<'static> {
 
 /// RFC 6749 section 3.2 requires TLS on the token endpoint.
 fn warn_about_plain_http(config: &Config) {
-    if let Some(auth) = &config.auth {
-        if !auth.issuer.starts_with("https://") && config.server.tls.is_none() {
-            tracing::warn!(
-                issuer = %auth.issuer,
-                "the issuer is not https:// and this listener has no TLS: RFC 6749 requires TLS \
-                 on the token endpoint; this is fine only behind a TLS-terminating proxy or on \
-                 loopback"
+    if let (true, Some(auth)) = (plain_http_reaches_others(config), &config.auth) {
+        tracing::warn!(
+            issuer = %auth.issuer,
+            listen = %config.server.listen,
+            "the issuer is not https:// and this listener has no TLS: RFC 6749 requires TLS \
+             on the token endpoint; this is fine only behind a TLS-terminating proxy"
+        );
+    }
+}
+
+/// Whether the token endpoint is served over plain HTTP to other hosts: no TLS here, an issuer
+/// that is not https:// (so no proxy terminates TLS in front), and a listener that is not
+/// loopback only. Only `listen` serves the token endpoint; the admin listener does not.
+fn plain_http_reaches_others(config: &Config) -> bool {
+    let Some(auth) = &config.auth else {
+        return false;
+    };
+    !auth.issuer.starts_with("https://")
+        && config.server.tls.is_none()
+        && !is_loopback(config.server.listen.ip())
+}
+
+/// 127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6.
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(listen: &str, issuer: &str) -> Config {
+        let text = format!(
+            "roles = [\"auth\"]\n[server]\nlisten = \"{listen}\"\n[database]\nurl = \"sqlite://x.db\"\n\
+             [keys]\ndir = \"k\"\n[auth]\nissuer = \"{issuer}\"\n"
+        );
+        match Config::from_toml(Path::new("t.toml"), &text, &BTreeMap::new()) {
+            Ok(c) => c,
+            Err(problems) => panic!("{problems:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_http_is_worth_a_warning_only_beyond_loopback() {
+        for quiet in [
+            "127.0.0.1:8080",
+            "127.1.2.3:8080",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(
+                !plain_http_reaches_others(&config(quiet, "http://a.example")),
+                "{quiet}"
             );
         }
+        for loud in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.0.2.1:8080",
+            "[2001:db8::1]:8080",
+        ] {
+            assert!(
+                plain_http_reaches_others(&config(loud, "http://a.example")),
+                "{loud}"
+            );
+        }
+        // An https issuer means TLS ends at a proxy in front.
+        assert!(!plain_http_reaches_others(&config(
+            "0.0.0.0:8080",
+            "https://a.example"
+        )));
     }
 }

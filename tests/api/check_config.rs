@@ -623,3 +623,14 @@ fn a_missing_configuration_file_says_how_to_name_one() {
         );
     }
 }
+
+#[test]
+fn serve_on_loopback_does_not_warn_about_plain_http_and_logs_no_other_warning() {
+    // The helper's configuration: an http:// issuer, no TLS, listening on 127.0.0.1 only.
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), &listen, "");
+    let log = serve_until_listening(&path, || {});
+    assert!(!log.contains("RFC 6749"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+}
