@@ -634,3 +634,27 @@ fn serve_on_loopback_does_not_warn_about_plain_http_and_logs_no_other_warning() 
     assert!(!log.contains("RFC 6749"), "{log}");
     assert!(!log.contains("WARN"), "{log}");
 }
+
+#[test]
+fn the_readme_check_config_sample_is_the_real_output() {
+    // 1. The sample in README's Configuration section: a command, then what it prints.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let prompt = "$ steelcutd check-config --config tests/fixtures/bad.toml";
+    let sample: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != prompt)
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert!(sample.len() > 1, "no sample after {prompt:?} in README.md");
+    // 2. The real binary, run from the repository root, prints exactly that.
+    let out = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
+        .args(["check-config", "--config", "tests/fixtures/bad.toml"])
+        .current_dir(root)
+        .env_remove("STEELCUT_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(stderr(&out).lines().collect::<Vec<_>>(), sample);
+}
