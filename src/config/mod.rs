@@ -100,6 +100,16 @@ struct Evaluation {
     overridden: env::Overridden,
 }
 
+/// Whether the file itself (before any environment override) has a `[database] url` with a
+/// password in it.
+fn file_has_database_password(doc: &toml::Table) -> bool {
+    doc.get("database")
+        .and_then(|d| d.get("url"))
+        .and_then(|u| u.as_str())
+        .and_then(|u| DatabaseUrl::parse(u).ok())
+        .is_some_and(|u| u.has_password())
+}
+
 /// Parses, applies the environment and validates, collecting every problem.
 fn evaluate(path: &Path, text: &str, env: &BTreeMap<String, String>) -> Evaluation {
     let mut problems = Problems::default();
@@ -116,6 +126,9 @@ fn evaluate(path: &Path, text: &str, env: &BTreeMap<String, String>) -> Evaluati
             };
         }
     };
+    if file_has_database_password(&doc) {
+        plan.push(preflight::Check::SecretInFile(path.to_owned()));
+    }
     let overridden = env::apply(&mut doc, env, &mut problems);
     let raw = lenient::split_sections(doc, &mut problems);
     let config = validate::validate(path, raw, &mut problems, &mut plan);

@@ -658,3 +658,120 @@ fn the_readme_check_config_sample_is_the_real_output() {
     assert_eq!(out.status.code(), Some(78));
     assert_eq!(stderr(&out).lines().collect::<Vec<_>>(), sample);
 }
+
+// --- modes ----------------------------------------------------------------------------------
+
+/// The warning lines of a `check-config` run (`steelcutd: FILE: warning: KEY: ...`).
+fn warning_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": warning: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn check_config_refuses_a_key_directory_others_may_read_or_write_and_serve_refuses_the_same() {
+    // 1. A key directory of mode 0755 (its key file is 0600).
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd(&["keys", "generate", "--config", &config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = dir.path().join("keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // 2. An error naming the key, the file and the fix.
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert_eq!(out.status.code(), Some(78));
+    let lines = problem_lines(&stderr(&out));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&config), "{}", lines[0]);
+    assert!(lines[0].contains("`[keys] dir`"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!("run `chmod 700 {}`", keys.display())),
+        "{}",
+        lines[0]
+    );
+    // 3. serve refuses the same way; after the chmod both accept it.
+    let served = steelcutd_env(&["serve", "--config", &config], &[], WAIT);
+    assert_eq!(problem_lines(&stderr(&served)), lines);
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config_warns_about_a_database_password_in_a_file_every_user_may_read() {
+    // 1. The daemon's PostgreSQL URL, password included, in a file of mode 0644.
+    let db = crate::pg::fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &db.reader_url, "127.0.0.1:0", "");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = path.to_string_lossy().into_owned();
+    // 2. The file is valid; a warning names the file, the key and the ways out, and never
+    //    the password.
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = warning_lines(&stderr(&out));
+    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    let w = &warnings[0];
+    assert!(
+        w.starts_with(&format!("steelcutd: {config}: warning: `[database] url`")),
+        "{w}"
+    );
+    for fix in [
+        format!("chmod 640 {config}"),
+        format!("chmod 600 {config}"),
+        "STEELCUT_DATABASE_URL".to_owned(),
+    ] {
+        assert!(w.contains(&fix), "{w}");
+    }
+    let password = url::Url::parse(&db.reader_url)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(!stderr(&out).contains(&password));
+    // 3. No warning once only the owner and the group may read it.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(warning_lines(&stderr(&out)).is_empty(), "{}", stderr(&out));
+    // 4. Nor when the password comes from the environment instead of the file.
+    let mut no_password = url::Url::parse(&db.reader_url).unwrap();
+    no_password.set_password(None).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&db.reader_url, no_password.as_str());
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let env = [("STEELCUT_DATABASE_URL", db.reader_url.as_str())];
+    let out = steelcutd_env(&["check-config", "--config", &config], &env, WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(warning_lines(&stderr(&out)).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_sqlite_database_every_user_may_read_is_a_warning_of_check_config_and_of_serve() {
+    // 1. A database file made by an older version, mode 0644.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("steelcut.db");
+    let path = write_config(dir.path(), &sqlite_url(dir.path()), "127.0.0.1:0", "");
+    let config = path.to_string_lossy().into_owned();
+    let out = steelcutd(&["migrate", "--config", &config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // 2. check-config passes and prints the fix.
+    let out = steelcutd_env(&["check-config", "--config", &config], &[], WAIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fix = format!("chmod 600 {}", db.display());
+    let warnings = warning_lines(&stderr(&out));
+    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    assert!(warnings[0].contains(&fix), "{}", warnings[0]);
+    // 3. serve starts and logs the same warning.
+    let log = serve_until_listening(&path, || {});
+    assert!(
+        log.lines().any(|l| l.contains("WARN") && l.contains(&fix)),
+        "{log}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `[database] url`: a SQLite file that `serve` can open or create, or a PostgreSQL server
 //! that answers within `connect_timeout_secs`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,6 +38,16 @@ fn check_sqlite(path: &Path, r: &mut Report) {
     let shown = path.display();
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o004 != 0 {
+                r.warning(
+                    KEY,
+                    format!(
+                        "{shown} holds the clients' argon2 hashes and every user may read it \
+                         (mode {mode:o}): run `chmod 600 {shown}`"
+                    ),
+                );
+            }
             let dir = parent(path);
             if let Err(e) = writable(path) {
                 r.problem(KEY, format!("{shown} cannot be written: {e}"));

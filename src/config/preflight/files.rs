@@ -1,6 +1,7 @@
 //! Files the daemon reads at start: the TLS certificate and key, the verification keys of a
 //! resource node, and the documents its routes serve.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{Options, Report};
@@ -58,5 +59,26 @@ pub(super) fn check_document(label: &str, file: &Path, r: &mut Report) {
                 r.problem(key, format!("{} is not valid JSON: {e}", file.display()));
             }
         }
+    }
+}
+
+/// A configuration file holding a database password should not be readable by every user. The
+/// package installs it root:steelcut 0640, so the group is the daemon's and is left alone.
+pub(super) fn check_secret_file(file: &Path, r: &mut Report) {
+    let Ok(meta) = std::fs::metadata(file) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        let f = file.display();
+        r.warning(
+            "`[database] url`",
+            format!(
+                "{f} is readable by every user (mode {mode:o}) and this URL holds a password: \
+                 run `chmod 640 {f}` (the group being the daemon's) or `chmod 600 {f}`, or \
+                 leave the password out of the file and set STEELCUT_DATABASE_URL from an \
+                 EnvironmentFile= only root may read or from a systemd credential"
+            ),
+        );
     }
 }

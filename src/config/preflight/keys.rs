@@ -14,7 +14,22 @@ const KEY: &str = "`[keys] dir`";
 pub(super) fn check_key_dir(dir: &Path, signs: bool, r: &mut Report) {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => r.problem(KEY, format!("{} is not a directory", dir.display())),
-        Ok(_) => check_keys(dir, signs, r),
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            // The key files are checked one by one too, but a directory others may write to
+            // lets them swap a key in.
+            if mode & 0o066 != 0 {
+                let d = dir.display();
+                r.problem(
+                    KEY,
+                    format!(
+                        "{d} is readable or writable by group or others (mode {mode:o}); the \
+                         key directory must be owner-only: run `chmod 700 {d}`"
+                    ),
+                );
+            }
+            check_keys(dir, signs, r)
+        }
         Err(e) => match creatable(dir, e) {
             Ok(()) => {}
             Err(Uncreatable::Blocked { blocker }) => r.problem(

@@ -9,6 +9,10 @@
 //! or created, a PostgreSQL server that answers). Its problems join validation's, so the
 //! operator still gets every problem at once, each naming the key and the file.
 //!
+//! It also warns about what works but exposes a secret: a configuration file every user may
+//! read that holds a database password, or a SQLite database (the clients' argon2 hashes) every
+//! user may read.
+//!
 //! `check-config`, `serve` and SIGHUP reloads all run [`Config::check`].
 
 mod database;
@@ -40,6 +44,8 @@ pub(crate) enum Check {
         label: String,
         file: PathBuf,
     },
+    /// The configuration file itself holds a database password.
+    SecretInFile(PathBuf),
 }
 
 /// The checks noted during validation, in the order of the file.
@@ -81,6 +87,10 @@ impl Report {
 
     fn unavailable(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.unavailable.push(key, message);
+    }
+
+    fn warning(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(key, message);
     }
 }
 
@@ -166,6 +176,7 @@ fn run(plan: &Plan, options: &Options<'_>) -> Report {
             Check::JwksFile(f) => files::check_jwks_file(f, &mut r),
             Check::PublicKeysDir(d) => files::check_public_keys_dir(d, &mut r),
             Check::Document { label, file } => files::check_document(label, file, &mut r),
+            Check::SecretInFile(file) => files::check_secret_file(file, &mut r),
         }
     }
     r
