@@ -15,14 +15,14 @@ use super::file::{RawAuth, RawDatabase, RawFile, RawKeys, RawLog, RawResource, R
 pub(crate) fn split_sections(mut doc: toml::Table, problems: &mut Problems) -> RawFile {
     let roles = doc
         .remove("roles")
-        .map(|v| match v.try_into::<Vec<String>>() {
-            Ok(r) => r,
+        .and_then(|v| match v.try_into::<Vec<String>>() {
+            Ok(r) => Some(r),
             Err(_) => {
                 problems.push(
                     "`roles`",
                     "must be a list of strings, e.g. roles = [\"auth\", \"resource\"]",
                 );
-                Vec::new()
+                None
             }
         });
     let raw = RawFile {
@@ -51,9 +51,11 @@ fn section<T: DeserializeOwned + Default>(
 ) -> Option<T> {
     match doc.remove(name)? {
         toml::Value::Table(table) => Some(lenient(name, table, problems)),
+        // Reported here; validation then takes the section for absent, without a second
+        // problem (see `Problems::missing`).
         _ => {
             problems.push(format!("`[{name}]`"), "must be a table (a [section])");
-            Some(T::default())
+            None
         }
     }
 }

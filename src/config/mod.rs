@@ -225,6 +225,54 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_the_wrong_type_is_not_reported_again_as_missing() {
+        let problems = load(
+            r#"
+            roles = "auth"
+            [database]
+            url = 5
+            [keys]
+            dir = ["k"]
+            [auth]
+            issuer = 1
+            "#,
+        )
+        .err()
+        .unwrap_or_default();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "`roles`",
+                "`[database] url`",
+                "`[keys] dir`",
+                "`[auth] issuer`"
+            ],
+            "{problems:?}"
+        );
+        // A section that is not a table, and key sources that are wrong.
+        for (text, key) in [
+            ("roles = [\"resource\"]\nresource = 1\n", "`[resource]`"),
+            (
+                "roles = [\"resource\"]\n[resource]\nissuer = \"https://a.example\"\njwks_url = 1\n",
+                "`[resource] jwks_url`",
+            ),
+            (
+                "roles = [\"resource\"]\n[resource]\nissuer = \"https://a.example\"\njwks_url = \"ftp://a\"\n",
+                "`[resource] jwks_url`",
+            ),
+            (
+                "roles = [\"resource\"]\n[resource]\nissuer = \"https://a.example\"\nkeys = \"remote\"\n",
+                "`[resource] keys`",
+            ),
+        ] {
+            let problems = load(text).err().unwrap_or_default();
+            let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, [key], "{text}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_win_over_the_file() {
         let mut env = BTreeMap::new();
         env.insert(

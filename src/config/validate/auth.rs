@@ -10,7 +10,7 @@ use crate::config::types::{Argon2Params, AuthConfig, RESERVED_PREFIX};
 pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
     let issuer = match raw.issuer.as_deref() {
         None => {
-            p.push("`[auth] issuer`", "missing: the URL clients use to reach this server, e.g. \"https://auth.example.com\"");
+            p.missing("`[auth] issuer`", "missing: the URL clients use to reach this server, e.g. \"https://auth.example.com\"");
             None
         }
         Some(s) => parse_issuer("`[auth] issuer`", s, p),

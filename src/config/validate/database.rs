@@ -9,7 +9,7 @@ use crate::config::types::{DatabaseConfig, DatabaseUrl};
 pub(super) fn validate_database(raw: RawDatabase, p: &mut Problems) -> Option<DatabaseConfig> {
     let url = match raw.url.as_deref() {
         None => {
-            p.push("`[database] url`", "missing (e.g. \"sqlite:///var/lib/steelcut/steelcut.db\" or \"postgres://steelcut@db/steelcut\")");
+            p.missing("`[database] url`", "missing (e.g. \"sqlite:///var/lib/steelcut/steelcut.db\" or \"postgres://steelcut@db/steelcut\")");
             None
         }
         Some(u) => match DatabaseUrl::parse(u) {

@@ -8,7 +8,7 @@ use crate::config::types::KeysConfig;
 
 pub(super) fn validate_keys(raw: RawKeys, p: &mut Problems) -> Option<KeysConfig> {
     let Some(dir) = raw.dir else {
-        p.push(
+        p.missing(
             "`[keys] dir`",
             "missing: the directory holding the signing keys (e.g. \"/etc/steelcut/keys\")",
         );

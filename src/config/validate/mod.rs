@@ -94,7 +94,7 @@ pub(crate) fn validate(
         Some(_) => None,
         None => {
             if roles.resource {
-                p.push("`[resource]`", "missing: the resource role needs a [resource] section with its [[resource.routes]]");
+                p.missing("`[resource]`", "missing: the resource role needs a [resource] section with its [[resource.routes]]");
             }
             None
         }
@@ -131,6 +131,8 @@ fn section<R, T>(
 ) -> Fallback<T> {
     match raw {
         Some(r) => check(r, p).map_or(Fallback::Reported, Fallback::Valid),
+        // Present but not a table: reported already.
+        None if p.has(key) => Fallback::Reported,
         None if needed => {
             p.push(key, missing);
             Fallback::Reported
@@ -146,7 +148,7 @@ fn roles(list: Option<&[String]>, p: &mut Problems) -> Roles {
         resource: false,
     };
     let Some(list) = list else {
-        p.push(
+        p.missing(
             "`roles`",
             "missing: declare the roles this node plays, e.g. roles = [\"auth\", \"resource\"]",
         );

@@ -53,6 +53,14 @@ pub(super) fn validate_resource(
     })
 }
 
+/// The keys that name a key source.
+const SOURCES: [&str; 4] = [
+    "`[resource] keys`",
+    "`[resource] jwks_file`",
+    "`[resource] public_keys_dir`",
+    "`[resource] jwks_url`",
+];
+
 /// Exactly one of `keys = "local"`, `jwks_file`, `public_keys_dir` and `jwks_url`; none means
 /// the local `[keys] dir` on a node that has one.
 fn key_source(
@@ -60,17 +68,19 @@ fn key_source(
     keys: Fallback<&KeysConfig>,
     p: &mut Problems,
 ) -> Option<KeySource> {
-    let mut sources = named_sources(raw, keys, p);
-    match sources.len() {
+    let mut named = named_sources(raw, keys, p);
+    match named.len() {
         0 => match keys {
             Fallback::Valid(k) => Some(KeySource::Local(k.dir.clone())),
             Fallback::Reported => None,
+            // A source whose value was of the wrong type is reported already.
+            Fallback::Absent if SOURCES.iter().any(|k| p.has(k)) => None,
             Fallback::Absent => {
                 p.push("`[resource]`", "no key source: set jwks_url, jwks_file or public_keys_dir (or [keys] dir on a node that also signs)");
                 None
             }
         },
-        1 => sources.pop(),
+        1 => named.pop().flatten(),
         _ => {
             p.push("`[resource]`", "more than one key source: choose one of keys = \"local\", jwks_file, public_keys_dir, jwks_url");
             None
@@ -78,40 +88,49 @@ fn key_source(
     }
 }
 
-/// The key sources the section names (valid or not, each named source counts).
+/// Each key source the section names: `None` for one whose value is wrong, which is reported
+/// already (it still counts as named, so it is not reported again as no source at all).
 fn named_sources(
     raw: &mut RawResource,
     keys: Fallback<&KeysConfig>,
     p: &mut Problems,
-) -> Vec<KeySource> {
-    let mut sources = Vec::new();
+) -> Vec<Option<KeySource>> {
+    let mut named = Vec::new();
     if let Some(k) = raw.keys.take() {
-        if k == "local" {
-            match keys {
-                Fallback::Valid(k) => sources.push(KeySource::Local(k.dir.clone())),
-                Fallback::Reported => {}
-                Fallback::Absent => p.push("`[resource] keys`", "\"local\" needs a [keys] dir"),
-            }
-        } else {
-            p.push("`[resource] keys`", format!("{k:?}: the only value is \"local\"; use jwks_file, public_keys_dir or jwks_url for other sources"));
-        }
+        named.push(local_keys(&k, keys, p));
     }
     if let Some(f) = raw.jwks_file.take() {
-        sources.push(KeySource::JwksFile(PathBuf::from(f)));
+        named.push(Some(KeySource::JwksFile(PathBuf::from(f))));
     }
     if let Some(d) = raw.public_keys_dir.take() {
-        sources.push(KeySource::PublicKeysDir(PathBuf::from(d)));
+        named.push(Some(KeySource::PublicKeysDir(PathBuf::from(d))));
     }
     if let Some(u) = raw.jwks_url.take() {
-        match url::Url::parse(&u) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-                sources.push(KeySource::JwksUrl(u))
-            }
-            _ => p.push(
+        let http =
+            url::Url::parse(&u).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https"));
+        if !http {
+            p.push(
                 "`[resource] jwks_url`",
                 format!("{u:?} is not an http(s) URL"),
-            ),
+            );
+        }
+        named.push(http.then_some(KeySource::JwksUrl(u)));
+    }
+    named
+}
+
+/// `keys = "local"`: the `[keys] dir` of this node.
+fn local_keys(value: &str, keys: Fallback<&KeysConfig>, p: &mut Problems) -> Option<KeySource> {
+    if value != "local" {
+        p.push("`[resource] keys`", format!("{value:?}: the only value is \"local\"; use jwks_file, public_keys_dir or jwks_url for other sources"));
+        return None;
+    }
+    match keys {
+        Fallback::Valid(k) => Some(KeySource::Local(k.dir.clone())),
+        Fallback::Reported => None,
+        Fallback::Absent => {
+            p.push("`[resource] keys`", "\"local\" needs a [keys] dir");
+            None
         }
     }
-    sources
 }

@@ -51,7 +51,7 @@ pub(super) fn validate_server(
 fn validate_tls(raw: RawTls, p: &mut Problems) -> Option<TlsConfig> {
     let mut file = |key: &str, value: Option<String>| {
         if value.is_none() {
-            p.push(format!("`[server.tls] {key}`"), "missing: a PEM file path");
+            p.missing(&format!("`[server.tls] {key}`"), "missing: a PEM file path");
         }
         value.map(PathBuf::from)
     };
