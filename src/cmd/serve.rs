@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -16,7 +16,7 @@ use sd_notify::NotifyState;
 
 use super::args::ConfigArg;
 use crate::app::state::ReloadError;
-use crate::app::{App, AppState};
+use crate::app::{App, AppState, StartupError};
 use crate::config::{
     CheckError, Checked, Config, ConfigError, LogFormat, Options, Problem, TlsConfig,
 };
@@ -108,9 +108,7 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
     let path = arg.config.clone();
     runtime.block_on(async move {
         warn_about_plain_http(&config);
-        let app = App::build(config)
-            .await
-            .map_err(|e| anyhow!("cannot start: {e}"))?;
+        let app = App::build(config).await.map_err(CannotStart)?;
         let state = app.state();
         tracing::info!(
             addr = %app.local_addr(),
@@ -129,6 +127,12 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
         Ok(())
     })
 }
+
+/// `serve` could not start. The start-up error's message already ends with its cause, so it is
+/// kept whole but not chained as a source, which would print the cause twice.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start: {0}")]
+struct CannotStart(StartupError);
 
 /// The preflight's warnings, in the log.
 fn log_warnings(config: &Config, warnings: &[Problem]) {
