@@ -775,3 +775,114 @@ fn a_sqlite_database_every_user_may_read_is_a_warning_of_check_config_and_of_ser
         "{log}"
     );
 }
+
+// --- route documents ------------------------------------------------------------------------
+
+/// A resource-only configuration in `dir` serving `routes` (`(path, file)`), with `extra`
+/// appended to `[resource]`.
+fn resource_node(dir: &Path, routes: &[(&str, &Path)], extra: &str) -> PathBuf {
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+    let mut text = format!(
+        "roles = [\"resource\"]\n[resource]\nissuer = \"http://steelcut.test\"\njwks_file = \"{}\"\n{extra}\n",
+        jwks.display()
+    );
+    for (path, file) in routes {
+        text.push_str(&format!(
+            "[[resource.routes]]\npath = \"{path}\"\nfile = \"{}\"\n",
+            file.display()
+        ));
+    }
+    let config = dir.join("steelcut.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn check_config_refuses_documents_that_are_too_big_or_not_regular_files_at_once() {
+    // 1. Four routes: a 20 MiB file (sparse: it takes no room, but reading it would take
+    //    20 MiB), /dev/zero (endless), a FIFO nobody writes to (a read would block for ever)
+    //    and a directory.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(20 * 1024 * 1024)
+        .unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let subdir = dir.path().join("a-directory");
+    std::fs::create_dir(&subdir).unwrap();
+    let zero = Path::new("/dev/zero");
+    let routes = [
+        ("/big", big.as_path()),
+        ("/zero", zero),
+        ("/fifo", fifo.as_path()),
+        ("/dir", subdir.as_path()),
+    ];
+    let config = resource_node(dir.path(), &routes, "");
+    // 2. check-config refuses all four in one run, at once, each naming the route, the file
+    //    and its size or kind.
+    let started = std::time::Instant::now();
+    let out = steelcutd_env(
+        &["check-config", "--config", &config.to_string_lossy()],
+        &[],
+        WAIT,
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(78));
+    let lines = problem_lines(&stderr(&out));
+    let expected = [
+        format!(
+            "`[[resource.routes]]` /big `file`: {} is 20971520 bytes, more than `[resource] \
+             max_document_bytes` (10485760)",
+            big.display()
+        ),
+        "`[[resource.routes]]` /zero `file`: /dev/zero is a character device, not a regular file"
+            .to_owned(),
+        format!(
+            "`[[resource.routes]]` /fifo `file`: {} is a FIFO, not a regular file",
+            fifo.display()
+        ),
+        format!(
+            "`[[resource.routes]]` /dir `file`: {} is a directory, not a regular file",
+            subdir.display()
+        ),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:?}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(line.ends_with(want.as_str()), "{line}\nwanted: {want}");
+    }
+}
+
+#[test]
+fn max_document_bytes_sets_the_largest_document_a_route_may_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.json");
+    std::fs::write(&doc, r#"{"about": "This is a protected resource"}"#).unwrap();
+    let size = std::fs::metadata(&doc).unwrap().len();
+    let check = |limit: u64| {
+        let extra = format!("max_document_bytes = {limit}");
+        let config = resource_node(dir.path(), &[("/doc", doc.as_path())], &extra);
+        steelcutd_env(
+            &["check-config", "--config", &config.to_string_lossy()],
+            &[],
+            WAIT,
+        )
+    };
+    let out = check(size);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = check(size - 1);
+    let lines = problem_lines(&stderr(&out));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with(&format!(
+            "{} is {size} bytes, more than `[resource] max_document_bytes` ({})",
+            doc.display(),
+            size - 1
+        )),
+        "{}",
+        lines[0]
+    );
+}

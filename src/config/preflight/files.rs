@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use super::document::read_document;
 use super::{Options, Report};
 use crate::config::types::TlsConfig;
 
@@ -49,11 +50,12 @@ pub(super) fn check_public_keys_dir(dir: &Path, r: &mut Report) {
     }
 }
 
-/// A route's document: readable, and one complete JSON value. `label` names the route.
-pub(super) fn check_document(label: &str, file: &Path, r: &mut Report) {
+/// A route's document: a regular file of at most `max_bytes`, and one complete JSON value.
+/// `label` names the route.
+pub(super) fn check_document(label: &str, file: &Path, max_bytes: u64, r: &mut Report) {
     let key = format!("{label} `file`");
-    match std::fs::read(file) {
-        Err(e) => r.problem(key, format!("{}: {e}", file.display())),
+    match read_document(file, max_bytes) {
+        Err(e) => r.problem(key, e.to_string()),
         Ok(bytes) => {
             if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
                 r.problem(key, format!("{} is not valid JSON: {e}", file.display()));

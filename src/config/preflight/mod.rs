@@ -3,11 +3,19 @@
 //!
 //! Validation looks only at the text of the file. While it runs, each section notes the files,
 //! directories and servers its values name (a [`Plan`]); the preflight then checks them all in
-//! one pass: the key directory (existing keys load, refused modes named with the `chmod` to
-//! run, or the directory can be created), the TLS certificate and key, the key source files of
-//! a resource node, every route's document, and the database (a SQLite path that can be opened
-//! or created, a PostgreSQL server that answers). Its problems join validation's, so the
-//! operator still gets every problem at once, each naming the key and the file.
+//! one pass:
+//!
+//! - the key directory: owner-only, every key file owner-only (each refused one named with the
+//!   `chmod` to run) and loadable, or a directory that can be created;
+//! - the TLS certificate and key, loaded as `serve` loads them;
+//! - a resource node's `jwks_file` or `public_keys_dir`;
+//! - every route's document: a regular file within `[resource] max_document_bytes`, read
+//!   without blocking ([`read_document`]), holding JSON;
+//! - the database: a SQLite path that can be opened or created, a PostgreSQL server that
+//!   answers within `connect_timeout_secs`.
+//!
+//! Its problems join validation's, so the operator still gets every problem at once, each
+//! naming the key and the file.
 //!
 //! It also warns about what works but exposes a secret: a configuration file every user may
 //! read that holds a database password, or a SQLite database (the clients' argon2 hashes) every
@@ -16,6 +24,7 @@
 //! `check-config`, `serve` and SIGHUP reloads all run [`Config::check`].
 
 mod database;
+mod document;
 mod files;
 mod keys;
 mod paths;
@@ -26,6 +35,7 @@ use std::path::{Path, PathBuf};
 use super::error::Problems;
 use super::types::{Config, DatabaseConfig, TlsConfig};
 use super::{env, ConfigError, Problem};
+pub use document::{read_document, ReadError};
 
 /// Something on disk or on the network that a value names, to be checked by the preflight.
 #[derive(Debug)]
@@ -43,6 +53,7 @@ pub(crate) enum Check {
     Document {
         label: String,
         file: PathBuf,
+        max_bytes: u64,
     },
     /// The configuration file itself holds a database password.
     SecretInFile(PathBuf),
@@ -175,7 +186,11 @@ fn run(plan: &Plan, options: &Options<'_>) -> Report {
             Check::Database(_) => {}
             Check::JwksFile(f) => files::check_jwks_file(f, &mut r),
             Check::PublicKeysDir(d) => files::check_public_keys_dir(d, &mut r),
-            Check::Document { label, file } => files::check_document(label, file, &mut r),
+            Check::Document {
+                label,
+                file,
+                max_bytes,
+            } => files::check_document(label, file, *max_bytes, &mut r),
             Check::SecretInFile(file) => files::check_secret_file(file, &mut r),
         }
     }

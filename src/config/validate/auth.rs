@@ -1,11 +1,11 @@
-//! `[auth]` and `[auth.argon2]`.
+//! `[auth]`, `[auth.argon2]` and `[auth.limits]`.
 
 use std::time::Duration;
 
-use super::values::{check_realm, parse_issuer};
+use super::values::{at_least_one, check_realm, parse_issuer, secs_in};
 use crate::config::error::Problems;
-use crate::config::file::{RawArgon2, RawAuth};
-use crate::config::types::{Argon2Params, AuthConfig, RESERVED_PREFIX};
+use crate::config::file::{RawArgon2, RawAuth, RawAuthLimits};
+use crate::config::types::{Argon2Params, AuthConfig, AuthLimits, RESERVED_PREFIX};
 
 pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig> {
     let issuer = match raw.issuer.as_deref() {
@@ -52,7 +52,43 @@ pub(super) fn validate_auth(raw: RawAuth, p: &mut Problems) -> Option<AuthConfig
         max_concurrent_hashes: max_concurrent_hashes.max(1),
         credential_cache_ttl: Duration::from_secs(raw.credential_cache_secs.unwrap_or(300)),
         credential_cache_size: raw.credential_cache_size.unwrap_or(10_000),
+        serve_cached_when_db_down: secs_in(
+            "`[auth] serve_cached_when_db_down_secs`",
+            raw.serve_cached_when_db_down_secs,
+            60,
+            0..=86_400,
+            p,
+        ),
+        limits: validate_limits(raw.limits.unwrap_or_default(), p),
     })
+}
+
+/// `[auth.limits]`: every bucket holds and regains at least one token.
+fn validate_limits(raw: RawAuthLimits, p: &mut Problems) -> AuthLimits {
+    let d = AuthLimits::default();
+    let mut one = |key: &str, value, default| {
+        at_least_one(&format!("`[auth.limits] {key}`"), value, default, p)
+    };
+    AuthLimits {
+        client_burst: one("client_burst", raw.client_burst, d.client_burst),
+        client_refill_per_minute: one(
+            "client_refill_per_minute",
+            raw.client_refill_per_minute,
+            d.client_refill_per_minute,
+        ),
+        address_burst: one("address_burst", raw.address_burst, d.address_burst),
+        address_refill_per_minute: one(
+            "address_refill_per_minute",
+            raw.address_refill_per_minute,
+            d.address_refill_per_minute,
+        ),
+        max_tracked: at_least_one(
+            "`[auth.limits] max_tracked`",
+            raw.max_tracked,
+            d.max_tracked,
+            p,
+        ),
+    }
 }
 
 fn validate_argon2(a: RawArgon2, p: &mut Problems) -> Argon2Params {

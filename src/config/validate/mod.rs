@@ -169,3 +169,6 @@ fn roles(list: Option<&[String]>, p: &mut Problems) -> Roles {
     }
     roles
 }
+
+#[cfg(test)]
+mod tests;

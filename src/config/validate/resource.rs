@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::routes::validate_routes;
-use super::values::{check_realm, parse_issuer};
+use super::routes::{validate_routes, RouteRules};
+use super::values::{at_least_one, check_realm, parse_issuer};
 use super::Fallback;
 use crate::config::error::Problems;
-use crate::config::file::RawResource;
+use crate::config::file::{OneOrMany, RawResource};
 use crate::config::preflight::{Check, Plan};
 use crate::config::types::{AuthConfig, KeySource, KeysConfig, ResourceConfig};
 
@@ -24,7 +24,7 @@ pub(super) fn validate_resource(
         (None, Fallback::Valid(a)) => Some(a.issuer.clone()),
         (None, Fallback::Reported) => None,
         (None, Fallback::Absent) => {
-            p.push(
+            p.missing(
                 "`[resource] issuer`",
                 "missing: a resource-only node must name the issuer whose tokens it accepts",
             );
@@ -39,8 +39,17 @@ pub(super) fn validate_resource(
         Some(KeySource::PublicKeysDir(d)) => plan.push(Check::PublicKeysDir(d.clone())),
         _ => {}
     }
-    let token_path = auth.valid().map(|a| a.token_path.as_str());
-    let routes = validate_routes(raw.routes.take().unwrap_or_default(), token_path, p, plan);
+    let max_document_bytes = at_least_one(
+        "`[resource] max_document_bytes`",
+        raw.max_document_bytes,
+        10 * 1024 * 1024,
+        p,
+    );
+    let rules = RouteRules {
+        token_path: auth.valid().map(|a| a.token_path.as_str()),
+        max_document_bytes,
+    };
+    let routes = validate_routes(raw.routes.take().unwrap_or_default(), &rules, p, plan);
     Some(ResourceConfig {
         issuer: issuer?,
         realm,
@@ -49,6 +58,7 @@ pub(super) fn validate_resource(
         jwks_refresh: Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(300).max(1)),
         jwks_min_refetch: Duration::from_secs(raw.jwks_min_refetch_secs.unwrap_or(10)),
         token_cache_size: raw.token_cache_size.unwrap_or(10_000),
+        max_document_bytes,
         routes,
     })
 }
@@ -105,16 +115,8 @@ fn named_sources(
     if let Some(d) = raw.public_keys_dir.take() {
         named.push(Some(KeySource::PublicKeysDir(PathBuf::from(d))));
     }
-    if let Some(u) = raw.jwks_url.take() {
-        let http =
-            url::Url::parse(&u).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https"));
-        if !http {
-            p.push(
-                "`[resource] jwks_url`",
-                format!("{u:?} is not an http(s) URL"),
-            );
-        }
-        named.push(http.then_some(KeySource::JwksUrl(u)));
+    if let Some(OneOrMany(urls)) = raw.jwks_url.take() {
+        named.push(jwks_urls(urls, p));
     }
     named
 }
@@ -133,4 +135,29 @@ fn local_keys(value: &str, keys: Fallback<&KeysConfig>, p: &mut Problems) -> Opt
             None
         }
     }
+}
+
+/// `jwks_url`: one http(s) URL per auth node, at least one, none twice.
+fn jwks_urls(urls: Vec<String>, p: &mut Problems) -> Option<KeySource> {
+    const KEY: &str = "`[resource] jwks_url`";
+    if urls.is_empty() {
+        p.push(
+            KEY,
+            "is an empty list: name the JWKS URL of at least one auth node",
+        );
+        return None;
+    }
+    let mut ok = true;
+    for (i, u) in urls.iter().enumerate() {
+        let http =
+            url::Url::parse(u).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https"));
+        if !http {
+            p.push(KEY, format!("{u:?} is not an http(s) URL"));
+            ok = false;
+        } else if urls[..i].contains(u) {
+            p.push(KEY, format!("{u:?} is listed twice"));
+            ok = false;
+        }
+    }
+    ok.then_some(KeySource::JwksUrl(urls))
 }

@@ -10,10 +10,18 @@ use crate::config::preflight::{Check, Plan};
 use crate::config::types::{RouteConfig, RESERVED_PREFIX};
 use crate::domain::{Resource, Scope};
 
+/// What every route must respect.
+pub(super) struct RouteRules<'a> {
+    /// The token endpoint's path, if this node has one (`/token` is refused anyway).
+    pub token_path: Option<&'a str>,
+    /// The largest document the preflight accepts.
+    pub max_document_bytes: u64,
+}
+
 /// Every route; a route with a problem is reported and left out.
 pub(super) fn validate_routes(
     values: Vec<toml::Value>,
-    token_path: Option<&str>,
+    rules: &RouteRules<'_>,
     p: &mut Problems,
     plan: &mut Plan,
 ) -> Vec<RouteConfig> {
@@ -22,7 +30,7 @@ pub(super) fn validate_routes(
     for (i, value) in values.into_iter().enumerate() {
         let at = format!("`[[resource.routes]]` #{}", i + 1);
         match value.try_into::<RawRoute>() {
-            Ok(r) => routes.extend(validate_route(r, &at, token_path, &mut seen, p, plan)),
+            Ok(r) => routes.extend(validate_route(r, &at, rules, &mut seen, p, plan)),
             Err(e) => p.push(at, clean(&e)),
         }
     }
@@ -34,7 +42,7 @@ pub(super) fn validate_routes(
 fn validate_route(
     r: RawRoute,
     at: &str,
-    token_path: Option<&str>,
+    rules: &RouteRules<'_>,
     seen: &mut HashSet<String>,
     p: &mut Problems,
     plan: &mut Plan,
@@ -49,7 +57,7 @@ fn validate_route(
     let label = format!("`[[resource.routes]]` {path}");
     // Every message about a route names its file too, so it can be found in a long list.
     let served = r.file.as_deref().unwrap_or("no file");
-    let path_ok = check_path(&path, served, &label, token_path, seen, p);
+    let path_ok = check_path(&path, served, &label, rules.token_path, seen, p);
     let file = match r.file {
         None => {
             p.push(
@@ -63,6 +71,7 @@ fn validate_route(
             plan.push(Check::Document {
                 label: label.clone(),
                 file: f.clone(),
+                max_bytes: rules.max_document_bytes,
             });
             Some(f)
         }

@@ -38,3 +38,39 @@ pub(super) fn check_realm(key: &str, realm: &str, p: &mut Problems) {
         );
     }
 }
+
+/// `value` (or `default`) seconds, which must lie in `range`.
+pub(super) fn secs_in(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    p: &mut Problems,
+) -> std::time::Duration {
+    let secs = value.unwrap_or(default);
+    if !range.contains(&secs) {
+        p.push(
+            key,
+            format!(
+                "{secs} is outside {}..={} seconds",
+                range.start(),
+                range.end()
+            ),
+        );
+    }
+    std::time::Duration::from_secs(secs)
+}
+
+/// `value` (or `default`), which must be at least 1. A zero is reported and replaced by 1, so
+/// that what follows validates the rest as if it were right.
+pub(super) fn at_least_one<T>(key: &str, value: Option<T>, default: T, p: &mut Problems) -> T
+where
+    T: Copy + PartialOrd + From<u8>,
+{
+    let v = value.unwrap_or(default);
+    if v < T::from(1) {
+        p.push(key, "must be at least 1");
+        return T::from(1);
+    }
+    v
+}
