@@ -205,7 +205,8 @@ wait_for_status() {
 # Starts steelcutd as ExecStart= does: same command, same user.
 start_daemon() {
     check "check-config (the first ExecReload=) passes as user steelcut" \
-        in_chroot runuser -u steelcut -- /usr/bin/steelcutd check-config --config /etc/steelcut.toml
+        in_chroot runuser -u steelcut -- /usr/bin/steelcutd check-config --no-database \
+        --config /etc/steelcut.toml
     # A simple command in the background, so that $! is chroot, which execs runuser.
     chroot "$CHROOT" runuser -u steelcut -- /usr/bin/steelcutd serve --config /etc/steelcut.toml \
         >"$CHROOT$DAEMON_LOG" 2>&1 &
@@ -714,8 +715,11 @@ VERIFY=$(in_chroot systemd-analyze verify steelcutd.service 2>&1) ||
 [ -z "$VERIFY" ] || { printf '%s\n' "$VERIFY"; fail "systemd-analyze verify printed warnings"; }
 ok "systemd-analyze verify steelcutd.service: clean"
 for example in auth-only both postgresql resource-only; do
-    check "examples/$example.toml passes check-config" in_chroot \
-        /usr/bin/steelcutd check-config --config "/usr/share/doc/steelcutd/examples/$example.toml"
+    # The PostgreSQL example names a server that does not exist here: everything but the
+    # connection is checked.
+    check "examples/$example.toml passes check-config --no-database" in_chroot \
+        /usr/bin/steelcutd check-config --no-database \
+        --config "/usr/share/doc/steelcutd/examples/$example.toml"
 done
 
 # ---------------------------------------------------------------------------------------------

@@ -13,32 +13,34 @@ pub enum ReadError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A directory, FIFO, device or socket: refused without reading.
-    #[error("is a {0}, not a regular file")]
+    #[error("is {0}, not a regular file")]
     NotRegular(&'static str),
-    #[error("is {size} bytes, more than the limit of {limit} bytes")]
+    #[error("is {size} bytes, more than the limit ({limit})")]
     TooLarge { size: u64, limit: u64 },
 }
 
-fn kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        "directory"
+/// What a file is, for messages ("a FIFO").
+pub fn kind(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
     } else if t.is_fifo() {
-        "FIFO"
+        "a FIFO"
     } else if t.is_char_device() {
-        "character device"
+        "a character device"
     } else if t.is_block_device() {
-        "block device"
+        "a block device"
     } else if t.is_socket() {
-        "socket"
+        "a socket"
     } else {
-        "special file"
+        "not a regular file"
     }
 }
 
 fn check(meta: &Metadata, limit: u64) -> Result<(), ReadError> {
     if !meta.is_file() {
-        return Err(ReadError::NotRegular(kind(meta)));
+        return Err(ReadError::NotRegular(kind(meta.file_type())));
     }
     if meta.len() > limit {
         return Err(ReadError::TooLarge {
@@ -112,11 +114,11 @@ mod tests {
         ));
         assert!(matches!(
             read_regular(std::path::Path::new("/dev/zero"), 10),
-            Err(ReadError::NotRegular("character device"))
+            Err(ReadError::NotRegular("a character device"))
         ));
         assert!(matches!(
             read_regular(dir.path(), 10),
-            Err(ReadError::NotRegular("directory"))
+            Err(ReadError::NotRegular("a directory"))
         ));
         let fifo = dir.path().join("fifo");
         assert!(std::process::Command::new("mkfifo")
@@ -126,7 +128,7 @@ mod tests {
             .success());
         assert!(matches!(
             read_regular(&fifo, 10),
-            Err(ReadError::NotRegular("FIFO"))
+            Err(ReadError::NotRegular("a FIFO"))
         ));
     }
 

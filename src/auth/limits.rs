@@ -14,7 +14,7 @@
 //! - The source address is the peer's, or the one a trusted proxy names (see
 //!   `crate::http::request::client_address`); IPv6 addresses count per /64, the block one host
 //!   usually holds.
-//! - Memory is bounded: at most `max_tracked` buckets per kind. When full, the buckets closest to
+//! - Memory is bounded: at most `max_tracked` buckets, half for ids and half for addresses. When full, the buckets closest to
 //!   full (the least suspicious; a full bucket is the same as none) are dropped, an eighth at a
 //!   time, so a flood of random ids or addresses costs a bounded map and amortized O(1) work.
 
@@ -25,27 +25,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// Bucket sizes and refill rates (`[auth.limits]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub client_burst: u32,
-    pub client_refill_per_minute: u32,
-    pub address_burst: u32,
-    pub address_refill_per_minute: u32,
-    pub max_tracked: usize,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            client_burst: 10,
-            client_refill_per_minute: 10,
-            address_burst: 30,
-            address_refill_per_minute: 60,
-            max_tracked: 100_000,
-        }
-    }
-}
+use crate::config::AuthLimits as Policy;
 
 /// Which bucket ran dry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,12 +148,12 @@ impl Limiter {
             clients: Buckets::new(
                 policy.client_burst,
                 policy.client_refill_per_minute,
-                policy.max_tracked,
+                policy.max_tracked / 2,
             ),
             addresses: Buckets::new(
                 policy.address_burst,
                 policy.address_refill_per_minute,
-                policy.max_tracked,
+                policy.max_tracked / 2,
             ),
         }
     }
@@ -261,6 +241,6 @@ mod tests {
             limiter.failed(&i.to_string(), IpAddr::from(i.to_be_bytes()));
         }
         let (clients, addresses) = limiter.tracked();
-        assert!(clients <= 100 && addresses <= 100, "{clients} {addresses}");
+        assert!(clients <= 50 && addresses <= 50, "{clients} {addresses}");
     }
 }

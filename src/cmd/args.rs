@@ -18,6 +18,17 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// `check-config`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not try to reach the database. The unit's `ExecReload=` uses this: a reload re-reads
+    /// the file and must not be refused because the database is down at that moment.
+    #[arg(long)]
+    pub no_database: bool,
+}
+
 /// Options of commands that talk to the client store.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use super::args::{ConfigArg, DbArgs};
+use super::args::{CheckArgs, ConfigArg, DbArgs};
 use super::client::{GetArgs, TokenArgs};
 use super::clients::ClientCommand;
 use super::keys::KeysCommand;
@@ -22,7 +22,7 @@ pub enum Command {
     Serve(ConfigArg),
     /// Validate the configuration exactly as `serve` would, print every problem, exit non-zero
     /// if there is one.
-    CheckConfig(ConfigArg),
+    CheckConfig(CheckArgs),
     /// Apply pending database migrations (run as the role that owns the schema).
     Migrate(DbArgs),
     /// Manage OAuth clients.

@@ -2,6 +2,7 @@
 //! the systemd notifications (`READY=1` once listening, `RELOADING=1` then `READY=1` around a
 //! SIGHUP reload, `STOPPING=1` on SIGTERM/SIGINT).
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,49 +11,52 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use sd_notify::NotifyState;
 
-use super::args::ConfigArg;
+use super::args::{CheckArgs, ConfigArg};
 use super::logging::{self, LogHandle};
 use crate::app::state::ReloadError;
-use crate::app::{App, AppState};
-use crate::config::{Config, ConfigError, Problem};
-use crate::keys::KeySet;
+use crate::app::{App, AppState, StartupError};
+use crate::config::{CheckError, Checked, Config, ConfigError, Options, Problem, TlsConfig};
 
-/// Everything `check-config` verifies beyond the file itself (key files that would be refused,
-/// TLS files that do not load), as a [`ConfigError`] so that it prints like the file's problems.
-fn check_runtime_files(config: &Config) -> Result<(), ConfigError> {
-    let mut problems = Vec::new();
-    if let Some(keys) = &config.keys {
-        if keys.dir.exists() {
-            if let Err(e) = KeySet::load(&keys.dir) {
-                problems.push(Problem {
-                    key: "`[keys] dir`".into(),
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-    if let Some(tls) = &config.server.tls {
-        if let Err(e) = crate::http::tls::load(tls) {
-            problems.push(Problem {
-                key: "`[server.tls]`".into(),
-                message: e.to_string(),
-            });
-        }
-    }
-    if problems.is_empty() {
+/// The one load path of `check-config`, `serve` and reloads: the file, then the preflight of
+/// what it names (key directory, TLS files, route documents, and the database unless
+/// `database` is false).
+fn load_checked(path: &Path, database: bool) -> Result<Checked, CheckError> {
+    let tls = |t: &TlsConfig| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        crate::http::tls::load(t)?;
         Ok(())
-    } else {
-        Err(ConfigError {
-            file: config.file.clone(),
-            problems,
-        })
+    };
+    Config::check(
+        path,
+        &Options {
+            database,
+            tls: &tls,
+        },
+    )
+}
+
+/// A refused configuration as the commands report it. A wrong file is a [`ConfigError`], which
+/// `main` turns into EX_CONFIG (the unit does not restart on it); a database that does not
+/// answer is not the file's fault and exits 1, so that systemd tries again.
+fn refused(e: CheckError) -> anyhow::Error {
+    match e {
+        CheckError::Invalid(e) => e.into(),
+        unavailable @ CheckError::Unavailable(_) => unavailable.into(),
     }
 }
 
-/// `check-config`: the load path of `serve`, without starting anything.
-pub fn check_config(arg: &ConfigArg) -> Result<()> {
-    let config = Config::load(&arg.config)?;
-    check_runtime_files(&config)?;
+/// `check-config`: the load path of `serve`, without starting anything. Warnings go to stderr
+/// and do not fail the check.
+pub fn check_config(args: &CheckArgs) -> Result<()> {
+    let arg = &args.config;
+    let checked = load_checked(&arg.config, !args.no_database).map_err(refused)?;
+    for w in &checked.warnings {
+        eprintln!(
+            "steelcutd: {}: warning: {}: {}",
+            arg.config.display(),
+            w.key,
+            w.message
+        );
+    }
     println!("{}: configuration is valid", arg.config.display());
     Ok(())
 }
@@ -60,17 +64,17 @@ pub fn check_config(arg: &ConfigArg) -> Result<()> {
 /// `serve`: run until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn serve(arg: &ConfigArg) -> Result<()> {
     let started = std::time::Instant::now();
-    let config = Config::load(&arg.config)?;
-    check_runtime_files(&config)?;
+    let Checked { config, warnings } = load_checked(&arg.config, true).map_err(refused)?;
     let (log, _log_guard) = logging::init(&config);
     raise_open_file_limit();
+    log_warnings(&config, &warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let path = arg.config.clone();
     runtime.block_on(async move {
         warn_about_plain_http(&config);
-        let app = App::build(config).await.context("cannot start")?;
+        let app = App::build(config).await.map_err(CannotStart)?;
         let state = app.state();
         tracing::info!(
             addr = %app.local_addr(),
@@ -88,6 +92,19 @@ pub fn serve(arg: &ConfigArg) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// `serve` could not start. The start-up error's message already ends with its cause, so it is
+/// kept whole but not chained as a source, which would print the cause twice.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start: {0}")]
+struct CannotStart(StartupError);
+
+/// The preflight's warnings, in the log.
+fn log_warnings(config: &Config, warnings: &[Problem]) {
+    for w in warnings {
+        tracing::warn!(file = %config.file.display(), key = %w.key, "{}", w.message);
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, as Go's runtime and nginx do: the soft
@@ -187,7 +204,11 @@ impl SignalLoop {
 
     /// Loads the file and applies it; returns the changed settings that need a restart.
     async fn apply(&self) -> Result<Vec<&'static str>, ReloadFailure> {
-        let config = Config::load(&self.path)?;
+        // The database stays the one the process started with, and a reload must not fail
+        // because it is down at this moment.
+        let Checked { config, warnings } =
+            load_checked(&self.path, false).map_err(CheckError::into_config_error)?;
+        log_warnings(&config, &warnings);
         let level = config.log.level.clone();
         let restart = self.state.reload(config).await?;
         if let Some(handle) = &self.log {
@@ -223,14 +244,84 @@ fn monotonic_now() -> NotifyState<'static> {
 
 /// RFC 6749 section 3.2 requires TLS on the token endpoint.
 fn warn_about_plain_http(config: &Config) {
-    if let Some(auth) = &config.auth {
-        if !auth.issuer.starts_with("https://") && config.server.tls.is_none() {
-            tracing::warn!(
-                issuer = %auth.issuer,
-                "the issuer is not https:// and this listener has no TLS: RFC 6749 requires TLS \
-                 on the token endpoint; this is fine only behind a TLS-terminating proxy or on \
-                 loopback"
+    if let (true, Some(auth)) = (plain_http_reaches_others(config), &config.auth) {
+        tracing::warn!(
+            issuer = %auth.issuer,
+            listen = %config.server.listen,
+            "the issuer is not https:// and this listener has no TLS: RFC 6749 requires TLS \
+             on the token endpoint; this is fine only behind a TLS-terminating proxy"
+        );
+    }
+}
+
+/// Whether the token endpoint is served over plain HTTP to other hosts: no TLS here, an issuer
+/// that is not https:// (so no proxy terminates TLS in front), and a listener that is not
+/// loopback only. Only `listen` serves the token endpoint; the admin listener does not.
+fn plain_http_reaches_others(config: &Config) -> bool {
+    let Some(auth) = &config.auth else {
+        return false;
+    };
+    !auth.issuer.starts_with("https://")
+        && config.server.tls.is_none()
+        && !is_loopback(config.server.listen.ip())
+}
+
+/// 127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6.
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(listen: &str, issuer: &str) -> Config {
+        let text = format!(
+            "roles = [\"auth\"]\n[server]\nlisten = \"{listen}\"\n[database]\nurl = \"sqlite://x.db\"\n\
+             [keys]\ndir = \"k\"\n[auth]\nissuer = \"{issuer}\"\n"
+        );
+        match Config::from_toml(Path::new("t.toml"), &text, &BTreeMap::new()) {
+            Ok(c) => c,
+            Err(problems) => panic!("{problems:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_http_is_worth_a_warning_only_beyond_loopback() {
+        for quiet in [
+            "127.0.0.1:8080",
+            "127.1.2.3:8080",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(
+                !plain_http_reaches_others(&config(quiet, "http://a.example")),
+                "{quiet}"
             );
         }
+        for loud in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.0.2.1:8080",
+            "[2001:db8::1]:8080",
+        ] {
+            assert!(
+                plain_http_reaches_others(&config(loud, "http://a.example")),
+                "{loud}"
+            );
+        }
+        // An https issuer means TLS ends at a proxy in front.
+        assert!(!plain_http_reaches_others(&config(
+            "0.0.0.0:8080",
+            "https://a.example"
+        )));
     }
 }

@@ -49,4 +49,31 @@ impl Problems {
             message: message.into(),
         });
     }
+
+    /// Whether a problem names `key` already (e.g. a value of the wrong type, which is left
+    /// out before validation and would otherwise look missing).
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|p| {
+            p.key == key
+                || p.key
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with(" ("))
+        })
+    }
+
+    /// Reports `key` as missing, unless a problem names it already: one mistake, one problem.
+    pub fn missing(&mut self, key: &str, message: impl Into<String>) {
+        if !self.has(key) {
+            self.push(key, message);
+        }
+    }
+}
+
+/// How a key is named in messages, e.g. "`[server] listen`" (`section` empty: a top-level key).
+pub(crate) fn key_name(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        format!("`{key}`")
+    } else {
+        format!("`[{section}] {key}`")
+    }
 }

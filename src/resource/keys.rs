@@ -195,13 +195,15 @@ impl KeyStore {
             (KeySource::Local(dir), None) => Loader::Disk(Disk::KeyDir(absolute(dir)?)),
             (KeySource::JwksFile(f), _) => Loader::Disk(Disk::JwksFile(absolute(f)?)),
             (KeySource::PublicKeysDir(d), _) => Loader::Disk(Disk::PublicDir(absolute(d)?)),
-            (KeySource::JwksUrl(url), _) => Loader::Url {
+            // Validation guarantees at least one URL. Only the first is fetched here: merging
+            // the key sets of several auth nodes belongs to the key store, not to this match.
+            (KeySource::JwksUrl(urls), _) => Loader::Url {
                 client: reqwest::Client::builder()
                     .timeout(FETCH_TIMEOUT)
                     .connect_timeout(FETCH_TIMEOUT)
                     .build()
                     .map_err(KeySourceError::Client)?,
-                url: url.clone(),
+                url: urls.first().cloned().unwrap_or_default(),
             },
         };
         let store = Self {

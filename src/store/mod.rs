@@ -43,8 +43,8 @@ pub enum StoreError {
     /// The database was known to be down when the work was asked for: not even tried.
     #[error("the database has been unavailable for {:.1} s", .0.as_secs_f64())]
     Down(std::time::Duration),
-    #[error("cannot create the directory {}: {source}", path.display())]
-    CreateDir {
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
@@ -103,15 +103,11 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Builds the pool without connecting: connections are made on first use, so a database
-    /// that is down at this moment is reported by the first query, not here.
+    /// that is down at this moment is reported by the first query, not here. A SQLite file
+    /// that does not exist yet is created first, owner-only.
     pub fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = &config.url {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                    path: parent.to_owned(),
-                    source,
-                })?;
-            }
+            create_sqlite_file(path)?;
         }
         let pool = Pool::builder()
             .max_size(config.pool_size)
@@ -361,6 +357,38 @@ fn is_lost_connection(e: &diesel::result::Error) -> bool {
             _
         )
     )
+}
+
+/// Creates a missing SQLite database file, and the directories above it, readable by the
+/// owner only: the file holds the clients' argon2 hashes. SQLite gives its `-wal` and `-shm`
+/// files the mode of the database file. An existing file or directory is left as it is.
+fn create_sqlite_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |path: &std::path::Path, source: std::io::Error| StoreError::Create {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| failed(dir, e))?;
+            tracing::info!(dir = %dir.display(), mode = "0700", "created the database directory");
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // SQLite takes an empty file for a new database.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(failed(path, e)),
+    }
 }
 
 /// Whether a database error says a table does not exist (PostgreSQL or SQLite wording).

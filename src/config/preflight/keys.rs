@@ -1,0 +1,110 @@
+//! `[keys] dir`: the signing keys load as `serve` will load them, or the directory can be
+//! created and a first key generated in it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::paths::{creatable, writable, Uncreatable};
+use super::Report;
+use crate::keys::{KeyError, KeySet};
+
+const KEY: &str = "`[keys] dir`";
+
+/// Checks the key directory; `signs` when this node generates a first key if there is none.
+pub(super) fn check_key_dir(dir: &Path, signs: bool, r: &mut Report) {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => r.problem(KEY, format!("{} is not a directory", dir.display())),
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            // The key files are checked one by one too, but a directory others may write to
+            // lets them swap a key in. The same rule and words as `KeySet::load`, which would
+            // refuse it next; the fix comes first.
+            if mode & 0o077 != 0 {
+                let refused = KeyError::DirPermissions {
+                    dir: dir.to_owned(),
+                    mode,
+                };
+                return r.problem(KEY, refused.to_string());
+            }
+            check_keys(dir, signs, r)
+        }
+        Err(e) => match creatable(dir, e) {
+            Ok(()) => {}
+            Err(Uncreatable::Blocked { blocker }) => r.problem(
+                KEY,
+                format!(
+                    "{} cannot be created: {} is not a directory; point `[keys] dir` at a \
+                     directory, then create the first key with `steelcutd keys generate`",
+                    dir.display(),
+                    blocker.display()
+                ),
+            ),
+            Err(Uncreatable::Unreadable(e)) => {
+                r.problem(KEY, format!("{} cannot be read: {e}", dir.display()))
+            }
+            Err(e @ Uncreatable::ReadOnly { .. }) => r.problem(
+                KEY,
+                format!(
+                    "{} cannot be created: {e}; create it with `steelcutd keys generate` as a \
+                     user that may",
+                    dir.display()
+                ),
+            ),
+        },
+    }
+}
+
+/// An existing directory: every key file owner-only (each refused file named with its fix),
+/// every key parses, and a node that signs has a key or may write one.
+fn check_keys(dir: &Path, signs: bool, r: &mut Report) {
+    let files = match key_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            return r.problem(
+                KEY,
+                format!(
+                    "{} cannot be read: {e} (the daemon's user needs read access)",
+                    dir.display()
+                ),
+            )
+        }
+    };
+    let mut refused = false;
+    for (path, mode) in files {
+        if mode & 0o077 != 0 {
+            r.problem(KEY, KeyError::Permissions { path, mode }.to_string());
+            refused = true;
+        }
+    }
+    if refused {
+        return;
+    }
+    match KeySet::load(dir) {
+        Err(e) => r.problem(KEY, e.to_string()),
+        Ok(set) if set.is_empty() && signs => {
+            if let Err(e) = writable(dir) {
+                let e = KeyError::NoKeyNotWritable {
+                    dir: dir.to_owned(),
+                    cause: e.to_string(),
+                };
+                r.problem(KEY, e.to_string());
+            }
+        }
+        Ok(_) => {}
+    }
+}
+
+/// The `*.pem` files of `dir` with their permission bits.
+fn key_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u32)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+            continue;
+        }
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        out.push((path, mode));
+    }
+    out.sort();
+    Ok(out)
+}
