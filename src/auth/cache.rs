@@ -36,8 +36,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::store::clients::Client;
 use crate::store::listen::Changed;
-use crate::store::{Client, Health, Store};
+use crate::store::{Health, Store};
 
 /// How often the change counter is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);

@@ -16,7 +16,7 @@ use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
 use crate::http::request::{self, BodyError, Form, Peer};
 use crate::http::response::{self, Body};
 use crate::logfield::{self, Bounded};
-use crate::store::Client;
+use crate::store::clients::Client;
 use crate::time::now_unix;
 
 /// Claims of an access token (RFC 9068 section 2.2).

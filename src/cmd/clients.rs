@@ -15,7 +15,8 @@ use crate::auth::password::{generate_secret, hash_secret};
 use crate::config::Argon2Params;
 use crate::domain::{parse_grant_type, ClientId, Resource, Scope, CLIENT_CREDENTIALS};
 use crate::store::clients::NewSecret;
-use crate::store::{Client, ClientChanges, NewClient, StoreError};
+use crate::store::clients::{Client, ClientChanges, NewClient};
+use crate::store::StoreError;
 use crate::time::now_unix;
 
 #[derive(Debug, Subcommand)]

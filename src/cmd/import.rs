@@ -18,8 +18,8 @@ use super::admin::{client_context, print_json};
 use super::args::DbArgs;
 use crate::config::DatabaseUrl;
 use crate::domain::{ClientId, Resource, CLIENT_CREDENTIALS};
+use crate::store::clients::NewClient;
 use crate::store::original::{self, OriginalRow};
-use crate::store::NewClient;
 
 /// The grant types registered with IANA: an import keeps these (only client_credentials gets
 /// tokens here); any other value is a mistake in the source and the row is left out.

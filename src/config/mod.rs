@@ -23,125 +23,20 @@ pub mod preflight;
 mod database_url;
 mod env;
 mod lenient;
+mod load;
 mod types;
 mod validate;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 pub use env::env_name;
-use error::Problems;
 pub use error::{ConfigError, Problem};
-use preflight::Plan;
-pub use preflight::{CheckError, Checked, Options, TlsLoader};
+pub use preflight::plan::{CheckError, Checked, Options, TlsLoader};
 pub use types::*;
-
-impl Config {
-    /// Reads, overrides from the process environment, and validates `path`. Nothing but the
-    /// file is read: [`Config::check`] adds the preflight of what the values name.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::load_with_env(path, &env::process_vars())
-    }
-
-    /// As [`Config::load`], with the environment given explicitly (tests, reloads).
-    pub fn load_with_env(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let text = read(path)?;
-        Self::from_toml(path, &text, env).map_err(|problems| ConfigError {
-            file: path.to_owned(),
-            problems,
-        })
-    }
-
-    /// Validates TOML text as if it had been read from `path`.
-    pub fn from_toml(
-        path: &Path,
-        text: &str,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Self, Vec<Problem>> {
-        let mut found = evaluate(path, text, env);
-        found.overridden.name_variables(&mut found.problems.0);
-        match found.config {
-            Some(config) if found.problems.0.is_empty() => Ok(config),
-            _ => Err(found.problems.0),
-        }
-    }
-}
-
-/// The text of the configuration file.
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let message = if e.kind() == std::io::ErrorKind::NotFound {
-            // Most often the default /etc/steelcut.toml of a command run without --config.
-            format!(
-                "{} does not exist: pass --config FILE or set STEELCUT_CONFIG",
-                path.display()
-            )
-        } else {
-            format!("cannot read {}: {e}", path.display())
-        };
-        ConfigError {
-            file: path.to_owned(),
-            problems: vec![Problem {
-                key: "(file)".into(),
-                message,
-            }],
-        }
-    })
-}
-
-/// What one reading of the text found.
-struct Evaluation {
-    /// `Some` when every section could be built, which alone does not mean without problems.
-    config: Option<Config>,
-    problems: Problems,
-    /// What the preflight is to check.
-    plan: Plan,
-    /// Which values came from the environment, to name the variable in their problems.
-    overridden: env::Overridden,
-}
-
-/// Whether the file itself (before any environment override) has a `[database] url` with a
-/// password in it.
-fn file_has_database_password(doc: &toml::Table) -> bool {
-    doc.get("database")
-        .and_then(|d| d.get("url"))
-        .and_then(|u| u.as_str())
-        .and_then(|u| DatabaseUrl::parse(u).ok())
-        .is_some_and(|u| u.has_password())
-}
-
-/// Parses, applies the environment and validates, collecting every problem.
-fn evaluate(path: &Path, text: &str, env: &BTreeMap<String, String>) -> Evaluation {
-    let mut problems = Problems::default();
-    let mut plan = Plan::default();
-    let mut doc: toml::Table = match text.parse() {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push("(syntax)", e.to_string().trim_end().replace('\n', "\n    "));
-            return Evaluation {
-                config: None,
-                problems,
-                plan,
-                overridden: env::Overridden::default(),
-            };
-        }
-    };
-    if file_has_database_password(&doc) {
-        plan.push(preflight::Check::SecretInFile(path.to_owned()));
-    }
-    let overridden = env::apply(&mut doc, env, &mut problems);
-    let raw = lenient::split_sections(doc, &mut problems);
-    let config = validate::validate(path, raw, &mut problems, &mut plan);
-    Evaluation {
-        config,
-        problems,
-        plan,
-        overridden,
-    }
-}
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
     use super::*;
 
     fn load(text: &str) -> Result<Config, Vec<Problem>> {

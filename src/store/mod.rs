@@ -20,7 +20,6 @@ use diesel::r2d2::{self, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-pub use clients::{Client, ClientChanges, ImportReport, NewClient};
 pub use conn::ConnectError;
 use conn::{DbConnection, DbManager};
 pub use health::Health;

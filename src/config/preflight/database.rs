@@ -8,7 +8,7 @@ use std::time::Duration;
 use diesel::Connection;
 
 use super::paths::{creatable, kind, writable, Uncreatable};
-use super::Report;
+use super::plan::Report;
 use crate::config::types::{DatabaseConfig, DatabaseUrl};
 
 const KEY: &str = "`[database] url`";

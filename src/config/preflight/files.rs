@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::{Options, Report};
+use super::plan::{Options, Report};
 use crate::config::types::TlsConfig;
 use crate::files::{read_regular, ReadError};
 

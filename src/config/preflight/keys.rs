@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::paths::{creatable, writable, Uncreatable};
-use super::Report;
+use super::plan::Report;
 use crate::keys::{KeyError, KeySet};
 
 const KEY: &str = "`[keys] dir`";

@@ -15,41 +15,12 @@ use std::path::Path;
 
 use super::error::Problems;
 use super::file::RawFile;
-use super::preflight::{Check, Plan};
+use super::preflight::plan::{Check, Plan};
 use super::types::{Config, Roles};
+use values::Fallback;
 
 const MISSING_DATABASE: &str =
     "missing: the auth role needs [database] url (e.g. \"sqlite:///var/lib/steelcut/steelcut.db\")";
-
-/// A section's value that another section falls back on: the resource role takes the issuer
-/// of `[auth]` and the keys of `[keys]` when it names none of its own.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Fallback<T> {
-    Valid(T),
-    /// Present (or required by a role) but wrong or missing, and a problem already says so.
-    /// Reporting the value again as missing where it is inherited would be a second, false
-    /// problem for one mistake.
-    Reported,
-    /// Not in the file, and no role asks for it.
-    Absent,
-}
-
-impl<T> Fallback<T> {
-    pub fn valid(self) -> Option<T> {
-        match self {
-            Self::Valid(t) => Some(t),
-            Self::Reported | Self::Absent => None,
-        }
-    }
-
-    pub fn as_ref(&self) -> Fallback<&T> {
-        match self {
-            Self::Valid(t) => Fallback::Valid(t),
-            Self::Reported => Fallback::Reported,
-            Self::Absent => Fallback::Absent,
-        }
-    }
-}
 
 /// Checks every section of `raw` (read from `path`), noting in `plan` what the preflight is to
 /// check.

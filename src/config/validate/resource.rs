@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::routes::{validate_routes, RouteRules};
-use super::values::{at_least_one, check_realm, parse_issuer};
-use super::Fallback;
+use super::values::{at_least_one, check_realm, parse_issuer, Fallback};
 use crate::config::error::Problems;
 use crate::config::file::{OneOrMany, RawResource};
-use crate::config::preflight::{Check, Plan};
+use crate::config::preflight::plan::{Check, Plan};
 use crate::config::types::{AuthConfig, KeySource, KeysConfig, ResourceConfig};
 
 pub(super) fn validate_resource(

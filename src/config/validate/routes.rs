@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::config::error::Problems;
 use crate::config::file::RawRoute;
 use crate::config::lenient::clean;
-use crate::config::preflight::{Check, Plan};
+use crate::config::preflight::plan::{Check, Plan};
 use crate::config::types::{RouteConfig, RESERVED_PREFIX};
 use crate::domain::{Resource, Scope};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::values::{at_least_one, secs_in};
 use crate::config::error::Problems;
 use crate::config::file::{RawLog, RawServer, RawTls};
-use crate::config::preflight::{Check, Plan};
+use crate::config::preflight::plan::{Check, Plan};
 use crate::config::types::{IpNet, LogConfig, LogFormat, ServerConfig, TlsConfig};
 
 pub(super) fn validate_server(

@@ -74,3 +74,33 @@ where
     }
     v
 }
+
+/// A section's value that another section falls back on: the resource role takes the issuer
+/// of `[auth]` and the keys of `[keys]` when it names none of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fallback<T> {
+    Valid(T),
+    /// Present (or required by a role) but wrong or missing, and a problem already says so.
+    /// Reporting the value again as missing where it is inherited would be a second, false
+    /// problem for one mistake.
+    Reported,
+    /// Not in the file, and no role asks for it.
+    Absent,
+}
+
+impl<T> Fallback<T> {
+    pub fn valid(self) -> Option<T> {
+        match self {
+            Self::Valid(t) => Some(t),
+            Self::Reported | Self::Absent => None,
+        }
+    }
+
+    pub fn as_ref(&self) -> Fallback<&T> {
+        match self {
+            Self::Valid(t) => Fallback::Valid(t),
+            Self::Reported => Fallback::Reported,
+            Self::Absent => Fallback::Absent,
+        }
+    }
+}
