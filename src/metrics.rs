@@ -162,12 +162,10 @@ impl Metrics {
         self.token_requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a token request refused by the throttle.
-    pub fn throttled(&self, by: crate::auth::limits::By) {
-        let i = match by {
-            crate::auth::limits::By::Client => 0,
-            crate::auth::limits::By::Address => 1,
-        };
+    /// Counts a token request refused by the throttle, by what was throttled (`client` or
+    /// `address`; anything else counts as `address`).
+    pub fn throttled(&self, by: &str) {
+        let i = usize::from(by != "client");
         self.auth_throttled[i].fetch_add(1, Ordering::Relaxed);
     }
 

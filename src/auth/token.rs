@@ -258,7 +258,7 @@ async fn authenticate(
     // Past the cache: from here on an attempt costs an argon2 verify, which too many recent
     // failures for this id or address do not get.
     if let Err(throttled) = state.limiter.check(&client_id, address) {
-        state.metrics.throttled(throttled.by);
+        state.metrics.throttled(throttled.by.label());
         return Err(TokenError::Throttled(throttled));
     }
     let lookup_id = client_id.clone();
