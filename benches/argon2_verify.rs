@@ -1,6 +1,9 @@
-//! Measures one argon2id verify with steelcutd's default cost (m=19456 KiB, t=2, p=1), which
-//! bounds cold token issuance: at most `cores / verify_time` tokens per second.
-//! Prints the median of `N` (default 20) verifies in milliseconds.
+//! Measures one argon2id verify, which bounds cold token issuance: at most
+//! `cores / verify_time` tokens per second. Prints the median of `N` (default 20) verifies in
+//! milliseconds.
+//!
+//! Usage: `argon2-verify [N [M_KIB T P]]`; the cost defaults to steelcutd's (m=19456 KiB, t=2,
+//! p=1); `20 65536 3 4` measures the hashes imported from steelcut-oauth.
 
 use std::time::Instant;
 
@@ -13,8 +16,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
+    let cost: Vec<u32> = std::env::args()
+        .skip(2)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let params = match cost[..] {
+        [memory_kib, iterations, parallelism] => Argon2Params {
+            memory_kib,
+            iterations,
+            parallelism,
+        },
+        _ => Argon2Params::default(),
+    };
     let secret = SecretString::from("PRIVATE-bench-secret".to_owned());
-    let hash = hash_secret(&secret, Argon2Params::default())?;
+    let hash = hash_secret(&secret, params)?;
     let mut times: Vec<f64> = (0..n.max(1))
         .map(|_| {
             let t = Instant::now();

@@ -83,7 +83,7 @@ as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w \
     -o "-p $PGPORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
 PGURL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
-config() { # name db_url port cache_secs
+config() { # name db_url port cache_secs [extra [auth] lines]
     local dir=$WORK/$1
     mkdir -p "$dir"
     cat >"$dir/steelcut.toml" <<TOML
@@ -91,7 +91,7 @@ roles = ["auth", "resource"]
 [server]
 listen = "127.0.0.1:$3"
 [log]
-level = "warn"
+level = "info"
 [database]
 url = "$2"
 pool_size = 8
@@ -100,6 +100,7 @@ dir = "$dir/keys"
 [auth]
 issuer = "http://127.0.0.1:$3"
 credential_cache_secs = $4
+${5:-}
 [resource]
 [[resource.routes]]
 path = "/api_v0.0.1"
@@ -247,6 +248,33 @@ for BACKEND in sqlite postgres; do
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
     row "c resource reads|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+
+    if [ "$BACKEND" = sqlite ]; then
+        # The same two scenarios while 1,000 idle and 200 slowloris connections are held open
+        # (each reopened as soon as the header-read timeout closes it).
+        echo "== (f) reads and warm issuance with 1,000 idle + 200 slowloris connections held" >&2
+        python3 "$ROOT/benches/hold.py" 127.0.0.1 "$PORT" --idle 1000 --slowloris 200 \
+            --seconds "$((2 * DURATION + 6))" >"$WORK/hold.out" &
+        HOLD=$!
+        PIDS+=("$HOLD")
+        python3 - "$PORT" <<'PY'
+import sys, time, urllib.request
+# Wait (bounded) until the connections are open: the daemon's gauge says so.
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+    line = [l for l in text.splitlines() if l.startswith('steelcut_connections_open{listener="main"}')]
+    if line and float(line[0].split()[-1]) >= 1100:
+        break
+    time.sleep(0.2)
+PY
+        read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
+        row "f resource reads, 1,000 idle + 200 slowloris held|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+        read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
+        row "f warm issuance, 1,000 idle + 200 slowloris held|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+        wait "$HOLD" || true
+        echo "   hold.py: $(cat "$WORK/hold.out")" >&2
+    fi
     kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
 
     # Cold: the credential cache is off, so every request pays a full argon2id verify.
@@ -260,6 +288,22 @@ for BACKEND in sqlite postgres; do
     echo "== (b) cold issuance, $BACKEND" >&2
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
     row "b cold issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+
+    if [ "$BACKEND" = sqlite ]; then
+        # Cold issuance for clients imported from steelcut-oauth, whose hashes keep the
+        # original's cost (m=65536 KiB, t=3, p=4): one client hashed at that cost.
+        kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+        PORT=$(free_port)
+        ICFG=$(config "$BACKEND-imported" "sqlite://$WORK/$BACKEND-imported/steelcut.db" "$PORT" 0 \
+            $'[auth.argon2]\nmemory_kib = 65536\niterations = 3\nparallelism = 4')
+        "$BIN" migrate --config "$ICFG" >/dev/null
+        add_clients "$ICFG" 4 "$WORK/clients.imported"
+        start_daemon "$ICFG" "$PORT"
+        ILUA=$(token_lua "$WORK/clients.imported")
+        echo "== (b) cold issuance, steelcut-oauth's hash cost" >&2
+        read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$ILUA")
+        row "b cold issuance, imported hash (m=65536,t=3,p=4)|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    fi
 
     if [ "$BACKEND" = postgres ]; then
         # A token from this daemon (its issuer is its own address).
@@ -285,10 +329,14 @@ done
 # What argon2 allows: cores / single-verify time (median of 20 verifies, default cost).
 VERIFY_MS=$("$TARGET/release/examples/argon2-verify" 20)
 ALLOWED=$(python3 -c "print(f'{$(nproc) * 1000 / $VERIFY_MS:.0f}')")
+IMPORTED_MS=$("$TARGET/release/examples/argon2-verify" 10 65536 3 4)
+IMPORTED_ALLOWED=$(python3 -c "print(f'{$(nproc) * 1000 / $IMPORTED_MS:.0f}')")
 {
     echo "steelcutd benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
     echo "wrk -t2 -c$CONNS -d${DURATION}s over loopback; start to ready (SQLite, one key, one route): ${STARTUP_MS} ms"
     echo "argon2id verify (m=19456 KiB, t=2, p=1): ${VERIFY_MS} ms, so cold issuance can reach at most ${ALLOWED}/s on $(nproc) cores"
+    echo "argon2id verify of an imported steelcut-oauth hash (m=65536 KiB, t=3, p=4): ${IMPORTED_MS} ms, at most ${IMPORTED_ALLOWED}/s"
+    echo "daemons log at info: one line per request, as in production"
     echo
     echo "| scenario | store | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ratio to baseline |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|"
