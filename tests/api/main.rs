@@ -9,6 +9,7 @@ mod caches;
 mod check_config;
 mod client_cli;
 mod discovery;
+mod docs;
 mod helpers;
 mod hot_reload;
 mod pg;
