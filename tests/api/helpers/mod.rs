@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 
 use crate::pg::{self, PgDatabase};
 pub use child::{EVENT_TIMEOUT, START_TIMEOUT};
-pub use cli::{async_command, command, stderr, stdout, steelcutd, steelcutd_env};
+pub use cli::{async_command, command, stderr, stdout, steelcutd, steelcutd_env, BIN};
 pub use relay::Relay;
 pub use wait::{wait_for, wait_until, POLL};
 
