@@ -12,6 +12,7 @@ mod discovery;
 mod docs;
 mod helpers;
 mod hot_reload;
+mod outage;
 mod pg;
 mod postgres;
 mod process;

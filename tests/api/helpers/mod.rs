@@ -64,6 +64,8 @@ pub enum Backend {
     /// A fresh database on the shared test cluster: the daemon connects as a role that may
     /// only read, admin commands run as the owner.
     Postgres,
+    /// The same with a given database, e.g. on a private cluster a test can stop.
+    PostgresDb(PgDatabase),
 }
 
 /// What [`spawn_app_with`] writes and starts; `Default` is both roles on SQLite, in process,
@@ -217,8 +219,8 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let dir_text = dir.path().display().to_string();
     let config_path = dir.path().join("steelcut.toml");
     let mut pg_db = None;
-    let text = match &opts.toml {
-        Some(text) => text.replace("{dir}", &dir_text),
+    let text = match opts.toml {
+        Some(ref text) => text.replace("{dir}", &dir_text),
         None => {
             let database_url = match opts.backend {
                 Backend::Sqlite => format!("sqlite://{dir_text}/steelcut.db"),
@@ -226,6 +228,11 @@ pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
                     let db = tokio::task::spawn_blocking(pg::fresh_database)
                         .await
                         .expect("create a test database");
+                    let url = db.reader_url.clone();
+                    pg_db = Some(db);
+                    url
+                }
+                Backend::PostgresDb(db) => {
                     let url = db.reader_url.clone();
                     pg_db = Some(db);
                     url
