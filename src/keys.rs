@@ -347,7 +347,8 @@ mod tests {
 
     #[test]
     fn generated_keys_are_owner_only_and_the_newest_signs() {
-        let dir = tempfile::tempdir().map(|d| d.keep()).unwrap_or_default();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
         let keys = dir.join("keys");
         let a = generate(&keys).ok();
         let b = generate(&keys).ok();

@@ -24,6 +24,7 @@ pub enum KeysCommand {
     List {
         #[command(flatten)]
         config: ConfigArg,
+        /// Key directory (default: `[keys] dir` of the config).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -31,6 +32,7 @@ pub enum KeysCommand {
     ExportPublic {
         #[command(flatten)]
         config: ConfigArg,
+        /// Key directory (default: `[keys] dir` of the config).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Write to this file instead of standard output.
