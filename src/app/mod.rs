@@ -88,10 +88,10 @@ impl App {
             None => None,
             Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::http::tls::load(t)?))),
         };
-        let listener = bind(config.server.listen).await?;
+        let listener = bind(config.server.listen)?;
         let admin_listener = match config.server.admin_listen {
             None => None,
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind(addr)?),
         };
         let state = Arc::new(AppState::new(
             config, auth, resource, metrics, tls, stopping,
@@ -197,10 +197,23 @@ fn default_max_connections(admin: usize) -> usize {
     spare.clamp(16, DEFAULT_MAX_CONNECTIONS) as usize
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+/// Connections the kernel queues for a listener before it accepts them (capped by
+/// `net.core.somaxconn`). The default of 128 drops SYNs during a burst, and each dropped one
+/// costs the client a retransmission second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    let fail = |source| StartupError::Bind { addr, source };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(fail)?;
+    // As std and tokio's own bind do: a restarted daemon may bind while old connections linger
+    // in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
 /// The auth role: the client store (schema checked), the signing keys (a first one generated

@@ -185,3 +185,62 @@ mod tests {
         assert_eq!(c.and_then(|c| c.auth).map(|a| a.argon2.iterations), Some(3));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::Config;
+
+    /// TOML made of this file's own section and key names, with values of every type.
+    fn toml_text() -> impl Strategy<Value = String> {
+        let section = prop_oneof![
+            Just(""),
+            Just("[server]"),
+            Just("[server.tls]"),
+            Just("[log]"),
+            Just("[database]"),
+            Just("[keys]"),
+            Just("[auth]"),
+            Just("[auth.argon2]"),
+            Just("[auth.limits]"),
+            Just("[resource]"),
+            Just("[[resource.routes]]"),
+            Just("[bogus]"),
+        ];
+        let key = "(roles|listen|url|dir|issuer|path|file|audience|scope|jwks_url|max_connections|token_lifetime_secs|memory_kib|client_burst|trusted_proxies|signing_alg|x)";
+        let value = prop_oneof![
+            Just("\"auth\"".to_owned()),
+            Just("[\"auth\", \"resource\"]".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "\"[ -!#-\\[\\]-~]{0,30}\"",
+            Just("true".to_owned()),
+            Just("[1, \"a\"]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+        ];
+        proptest::collection::vec((section, key, value), 0..20).prop_map(|lines| {
+            lines
+                .into_iter()
+                .map(|(s, k, v)| format!("{s}\n{k} = {v}\n"))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_configuration_or_a_list_of_problems(text in "\\PC{0,400}") {
+            let _ = Config::from_toml(Path::new("t.toml"), &text, &BTreeMap::new());
+        }
+
+        #[test]
+        fn any_mix_of_known_keys_and_values_is_judged_without_panicking(text in toml_text()) {
+            match Config::from_toml(Path::new("t.toml"), &text, &BTreeMap::new()) {
+                Ok(_) => {}
+                Err(problems) => prop_assert!(!problems.is_empty()),
+            }
+        }
+    }
+}

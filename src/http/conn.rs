@@ -140,9 +140,10 @@ impl ConnState {
     }
 
     fn bytes_written(&self) {
-        if self.is_idle() {
-            // A response still being written to a slow reader keeps the connection alive for
-            // as long as it makes progress.
+        // On HTTP/1.1 a response still being written to a slow reader keeps the connection
+        // alive for as long as it makes progress. Not on HTTP/2, where the server's own PING
+        // frames would keep an idle connection open for ever.
+        if self.is_idle() && !self.h2.load(Ordering::Relaxed) {
             self.idle_since.store(self.now(), Ordering::Release);
         }
     }

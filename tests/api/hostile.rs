@@ -158,12 +158,19 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout_not_the_hea
 /// them (its gauge and counter say so), returns those still open and how many were refused
 /// (a failed connect, or closed by the daemon at once).
 async fn idle_connections(app: &TestApp, n: usize) -> (Vec<TcpStream>, usize) {
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let addr = app.addr;
+        connecting.spawn(async move {
+            tokio::time::timeout(EVENT_TIMEOUT, TcpStream::connect(addr)).await
+        });
+    }
     let mut held = Vec::new();
     let mut refused = 0;
-    for _ in 0..n {
-        match TcpStream::connect(app.addr).await {
-            Ok(conn) => held.push(conn),
-            Err(_) => refused += 1,
+    while let Some(result) = connecting.join_next().await {
+        match result.unwrap() {
+            Ok(Ok(conn)) => held.push(conn),
+            _ => refused += 1,
         }
     }
     let connected = held.len() as f64;
@@ -426,11 +433,13 @@ async fn a_huge_route_file_dev_zero_or_a_fifo_is_refused_on_reload_and_the_last_
         // 2. A configuration naming it: the reload is refused, naming the file; the last good
         //    document is served.
         std::fs::write(&app.config_path, original.replace(&served, &file)).unwrap();
-        let refused = app.reload().await.expect_err("the reload is refused");
-        assert!(
-            refused.contains(&file) && refused.contains(words),
-            "{refused}"
-        );
+        let mark = app.log_len();
+        app.reload().await.expect_err("the reload is refused");
+        // The refusal's lines follow its first one; wait for the one naming the file.
+        let refused = app
+            .wait_for_log(mark, &["reload refused", &file, words])
+            .await;
+        assert!(refused.contains("`file`"), "{refused}");
         assert_eq!(read().await, (http::StatusCode::OK, good.clone()));
     }
     std::fs::write(&app.config_path, original).unwrap();
@@ -445,4 +454,60 @@ async fn a_huge_route_file_dev_zero_or_a_fifo_is_refused_on_reload_and_the_last_
     let rss = app.rss_mib();
     println!("RSS after refusing them all: {rss:.1} MiB");
     assert!(rss < 100.0, "{rss} MiB");
+}
+
+#[tokio::test]
+async fn behind_tls_a_silent_handshake_is_closed_at_the_header_timeout_and_http2_idles_out() {
+    // 1. HTTPS (HTTP/2 and HTTP/1.1 over ALPN), a one-second header timeout, a three-second
+    //    keep-alive; metrics on the admin listener, so the main listener's gauge counts only
+    //    the connections under test.
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let app = daemon(&format!(
+        "admin_listen = \"127.0.0.1:0\"\nheader_read_timeout_secs = 1\nkeepalive_timeout_secs = 3\n\
+         [server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    ))
+    .await;
+    let open = || app.metric("steelcut_connections_open{listener=\"main\"}");
+    // 2. A client that connects and never starts its handshake is closed at the header timeout.
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let opened = Instant::now();
+    let (_, closed) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    let lived = closed.expect("closed") - opened;
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(3)).contains(&lived),
+        "{lived:?}"
+    );
+    // 3. An HTTP/2 connection with one request, then idle: still open after the header
+    //    timeout, closed at the keep-alive timeout.
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .http2_prior_knowledge()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/livez", app.addr.port());
+    let resp = h2.get(&url).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let answered = Instant::now();
+    assert_eq!(open().await, 1.0);
+    wait_until(
+        EVENT_TIMEOUT,
+        "the idle HTTP/2 connection to close",
+        || async { open().await == 0.0 },
+    )
+    .await;
+    let idle = answered.elapsed();
+    println!("TLS handshake never started: closed after {lived:?}; idle HTTP/2: {idle:?}");
+    assert!(
+        (Duration::from_millis(2800)..Duration::from_secs(5)).contains(&idle),
+        "{idle:?}"
+    );
 }
