@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::paths::{creatable, writable, Uncreatable};
 use super::plan::Report;
-use crate::keys::{KeyError, KeySet};
+use crate::keys::{KeyError, KeySet, Schedule};
 
 const KEY: &str = "`[keys] dir`";
 
@@ -79,7 +79,8 @@ fn check_keys(dir: &Path, signs: bool, r: &mut Report) {
     if refused {
         return;
     }
-    match KeySet::load(dir) {
+    // Loading is all that is checked here: which key signs depends on the clock, not on the file.
+    match KeySet::load(dir, Schedule::default()) {
         Err(e) => r.problem(KEY, e.to_string()),
         Ok(set) if set.is_empty() && signs => {
             if let Err(e) = writable(dir) {
