@@ -68,6 +68,7 @@ impl AuthState {
             return Err(KeyError::NoKey { dir: fresh.dir });
         }
         log_provision(&fresh, &provision, now);
+        warn_late_publication(&self.keys(), &fresh, now);
         Ok(Arc::new(fresh))
     }
 
@@ -95,6 +96,28 @@ impl AuthState {
                 .map(|a| a.as_str())
                 .collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Warns about a key this reload publishes for the first time although its pre-publication,
+/// which counts from its creation, is already over: it signs at once, so a resource server
+/// that has not fetched it yet refetches on its unknown kid (or, with a JWKS file, refuses its
+/// tokens until the file is copied again). The cure is to reload right after `keys generate`.
+fn warn_late_publication(before: &KeySet, after: &KeySet, now: i64) {
+    let Some(signer) = after.signing(now) else {
+        return;
+    };
+    let Some(i) = after.position(signer.kid()) else {
+        return;
+    };
+    let was_published = before.position(signer.kid()).is_some();
+    let created = after.entry(i).map_or(now, |e| e.created_ms);
+    if !was_published && !before.is_empty() && after.activates_at(i) > created {
+        tracing::warn!(
+            kid = %signer.kid(),
+            generated = %crate::time::rfc3339_millis(created),
+            "a key published only now already signs: its pre-publication counts from its creation; reload right after `steelcutd keys generate`"
+        );
     }
 }
 

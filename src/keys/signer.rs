@@ -224,14 +224,29 @@ impl Signer {
 
     /// A compact JWS over `claims_json` (already JSON), signed with this key.
     pub fn sign_jwt(&self, claims_json: &[u8]) -> Result<String, KeyFileError> {
+        self.sign_after(&self.header_prefix, claims_json)
+    }
+
+    /// A compact JWS with any header, signed with this key: for tests and tools that need
+    /// tokens the token endpoint would never issue (another `typ`, a `crit`, a foreign `alg`).
+    pub fn sign_with_header(
+        &self,
+        header: &serde_json::Value,
+        claims_json: &[u8],
+    ) -> Result<String, KeyFileError> {
+        self.sign_after(&format!("{}.", B64.encode(header.to_string())), claims_json)
+    }
+
+    /// Signs `prefix` (an encoded header and '.') followed by the encoded claims.
+    fn sign_after(&self, prefix: &str, claims_json: &[u8]) -> Result<String, KeyFileError> {
         let signature_len = match &self.inner {
             Inner::Rsa(k) => k.public_modulus_len(),
             _ => 64,
         };
         let mut out = String::with_capacity(
-            self.header_prefix.len() + claims_json.len() * 4 / 3 + signature_len * 4 / 3 + 8,
+            prefix.len() + claims_json.len() * 4 / 3 + signature_len * 4 / 3 + 8,
         );
-        out.push_str(&self.header_prefix);
+        out.push_str(prefix);
         B64.encode_string(claims_json, &mut out);
         let failed = || KeyFileError::Sign { alg: self.alg };
         let signature = match &self.inner {
