@@ -106,3 +106,39 @@ pub fn spawn(keys: Arc<ArcSwap<KeySet>>, rotate_after: RotateAfter) -> AbortOnDr
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Alg, Schedule, State};
+
+    #[test]
+    fn a_due_key_gets_a_successor_and_is_retired_from_the_successors_first_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let schedule = Schedule::default();
+        let (set, _) = KeySet::load_or_generate(&keys, schedule, now_millis()).unwrap();
+        let first = set.signing(now_millis()).unwrap().kid().to_owned();
+        // 1. Due one day after the key was made.
+        let day = Duration::from_secs(86_400);
+        let created = set.entries().next().unwrap().created_ms;
+        assert_eq!(rotation_due(&set, day, created), Some(created + 86_400_000));
+        // 2. The rotation writes a successor of the signing algorithm; the first key signs on
+        //    until the successor may, and is retired from that moment.
+        let now = now_millis();
+        let fresh = rotate(&set, now).unwrap();
+        assert_eq!(fresh.entries().count(), 2);
+        let new = fresh.entries().find(|k| k.signer.kid() != first).unwrap();
+        assert_eq!(new.signer.alg(), Alg::EdDsa);
+        let i_new = fresh.position(new.signer.kid()).unwrap();
+        let i_old = fresh.position(&first).unwrap();
+        let switch = fresh.activates_at(i_new);
+        assert_eq!(fresh.entry(i_old).unwrap().retired_ms, Some(switch));
+        assert_eq!(fresh.signing(now).map(|s| s.kid()), Some(first.as_str()));
+        assert_eq!(fresh.state(i_old, now).1, Some((switch, State::Retired)));
+        assert_eq!(
+            fresh.signing(switch).map(|s| s.kid()),
+            Some(new.signer.kid())
+        );
+    }
+}
