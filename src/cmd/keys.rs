@@ -113,26 +113,38 @@ struct Keys {
     schedule: Schedule,
 }
 
-/// `--dir` or `[keys] dir`, and the rules of the configuration (the defaults when `--dir` is
-/// given and there is no configuration file).
+/// `--dir` or `[keys] dir`, and the rules of the configuration. With `--dir`, a missing or
+/// invalid configuration file means the default rules (said on stderr when the file is
+/// invalid): the key directory does not depend on it, and the package's maintainer script
+/// must be able to make a first key whatever the file says.
 fn context(config: &ConfigArg, dir: Option<PathBuf>) -> Result<Keys> {
-    if let (Some(dir), false) = (&dir, config.config.exists()) {
+    if let Some(dir) = &dir {
+        let schedule = if config.config.exists() {
+            match load_config(config) {
+                Ok(c) => c.key_schedule().unwrap_or_default(),
+                Err(e) => {
+                    eprintln!(
+                        "steelcutd: {e:#}\nsteelcutd: using the default key rotation settings"
+                    );
+                    Schedule::default()
+                }
+            }
+        } else {
+            Schedule::default()
+        };
         return Ok(Keys {
             dir: dir.clone(),
-            schedule: Schedule::default(),
+            schedule,
         });
     }
     let c = load_config(config)?;
     let schedule = c.key_schedule().unwrap_or_default();
-    let dir = match dir {
-        Some(d) => d,
-        None => c.keys.map(|k| k.dir).ok_or_else(|| {
-            anyhow!(
-                "{}: no [keys] dir; add one or pass --dir",
-                config.config.display()
-            )
-        })?,
-    };
+    let dir = c.keys.map(|k| k.dir).ok_or_else(|| {
+        anyhow!(
+            "{}: no [keys] dir; add one or pass --dir",
+            config.config.display()
+        )
+    })?;
     Ok(Keys { dir, schedule })
 }
 
