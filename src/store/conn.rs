@@ -5,6 +5,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
 
+use std::sync::Arc;
+
+use super::health::Health;
 use crate::config::DatabaseUrl;
 
 /// Why no connection could be had.
@@ -30,6 +33,9 @@ pub enum DbConnection {
 #[derive(Debug, Clone)]
 pub struct DbManager {
     pub(super) url: DatabaseUrl,
+    /// Counts the outages seen (see [`Health::outages`]): a connection opened before the last
+    /// one is not handed out again.
+    pub(super) health: Arc<Health>,
 }
 
 /// A pooled connection and whether it has failed.
@@ -40,6 +46,8 @@ pub struct Conn {
     /// request it serves. A new connection costs little next to that, so a connection that saw
     /// an error is never reused (see [`DbManager::has_broken`]).
     pub(super) failed: bool,
+    /// How many outages had been seen when it was opened.
+    born: u64,
 }
 
 impl ManageConnection for DbManager {
@@ -47,8 +55,13 @@ impl ManageConnection for DbManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<Conn, r2d2::Error> {
+        let born = self.health.outages();
         self.open()
-            .map(|db| Conn { db, failed: false })
+            .map(|db| Conn {
+                db,
+                failed: false,
+                born,
+            })
             .map_err(|e| match e {
                 ConnectError::Connect(c) => r2d2::Error::ConnectionError(c),
                 ConnectError::Pool(p) => r2d2::Error::ConnectionError(
@@ -58,10 +71,16 @@ impl ManageConnection for DbManager {
             })
     }
 
+    /// Checked when a connection leaves the pool, without a query: one opened before the last
+    /// outage is most likely a socket to a server that went away, and is replaced rather than
+    /// failing the request it would serve.
     fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
-        conn.db
-            .batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+        if conn.born < self.health.outages() {
+            return Err(r2d2::Error::ConnectionError(
+                diesel::ConnectionError::BadConnection("opened before an outage".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {

@@ -17,6 +17,8 @@ pub struct Health {
     epoch: Instant,
     /// 0 while up; otherwise when it went down, as nanoseconds after `epoch`, plus one.
     down_since: AtomicU64,
+    /// How many times it went down.
+    outages: AtomicU64,
 }
 
 impl Default for Health {
@@ -24,6 +26,7 @@ impl Default for Health {
         Self {
             epoch: Instant::now(),
             down_since: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
         }
     }
 }
@@ -39,6 +42,11 @@ impl Health {
             0 => None,
             at => Some((self.epoch + Duration::from_nanos(at - 1)).elapsed()),
         }
+    }
+
+    /// How many outages have begun since start.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Acquire)
     }
 
     /// The database answered.
@@ -61,6 +69,7 @@ impl Health {
             .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            self.outages.fetch_add(1, Ordering::AcqRel);
             tracing::error!(
                 error = %crate::logfield::Bounded::new(&cause.to_string(), crate::logfield::ERROR),
                 "database unavailable: requests that need it get 503 until it answers again"

@@ -38,8 +38,7 @@ impl Drop for Listener {
 pub enum Changed {
     /// One client, by id.
     Client(String),
-    /// Possibly any client: a TRUNCATE, or notifications may have been missed while the
-    /// listener was reconnecting.
+    /// Possibly any client (a TRUNCATE).
     All,
 }
 
@@ -84,9 +83,9 @@ fn run(url: &str, stop: &AtomicBool, on_change: &dyn Fn(Changed)) {
             }
         }
         sessions += 1;
-        // A missed notification is possible while reconnecting; the caller decides what "all"
-        // means (the credential cache forgets everything).
-        on_change(Changed::All);
+        // Notifications sent while reconnecting are lost, but not the changes: the triggers
+        // also bump the change counter, which the probe reads. Forgetting everything here
+        // would empty the cache at the start of every database outage.
         let until = Instant::now() + backoff;
         while Instant::now() < until {
             if stop.load(Ordering::Acquire) {

@@ -108,21 +108,26 @@ impl Store {
         if let DatabaseUrl::Sqlite(path) = &config.url {
             create_sqlite_file(path)?;
         }
+        let health: Arc<Health> = Arc::default();
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(0))
             .connection_timeout(config.connect_timeout)
-            .test_on_check_out(false)
+            // A pooled connection may have outlived its server: one opened before the last
+            // outage is replaced on the way out instead of failing a request (a check without
+            // a query, see `DbManager::is_valid`).
+            .test_on_check_out(true)
             // Failures reach the caller as typed errors and the log once per outage through
             // `Health`; r2d2's own handler would log every failed attempt, per request.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(DbManager {
                 url: config.url.clone(),
+                health: health.clone(),
             });
         Ok(Self {
             pool,
             url: config.url.clone(),
-            health: Arc::default(),
+            health,
         })
     }
 
@@ -147,6 +152,7 @@ impl Store {
             // r2d2 reports only "timed out"; try once directly to get the real cause.
             let manager = DbManager {
                 url: self.url.clone(),
+                health: self.health.clone(),
             };
             match manager.open() {
                 Err(cause) => self.unavailable(cause),
@@ -184,6 +190,7 @@ impl Store {
         } else {
             let manager = DbManager {
                 url: self.url.clone(),
+                health: self.health.clone(),
             };
             let mut db = manager.open().map_err(|e| self.unavailable(e))?;
             Self::read_generation(&mut db).map_err(|q| self.unavailable(ConnectError::Lost(q)))

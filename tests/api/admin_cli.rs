@@ -1,7 +1,6 @@
 //! The admin CLI, run as the real `steelcutd` binary: clients, keys, their errors, and the whole
 //! quick start (`serve`, `client add`, a token request, SIGTERM) as a user would do it.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -382,9 +381,11 @@ async fn admin_errors_are_clear_exit_non_zero_and_write_nothing() {
     let err = failed(&app.cli(&["client", "update", &client.id, "--resource", "a b"]));
     assert!(err.contains("--resource"), "{err}");
 
-    // 4. A database that cannot be reached: a PostgreSQL URL to a closed port.
-    let port = free_port();
-    let url = format!("postgres://steelcut:hunter2@127.0.0.1:{port}/steelcut");
+    // 4. A database that cannot be reached: a PostgreSQL URL whose server socket (libpq's
+    //    `host` parameter: a directory) does not exist.
+    let nowhere = tempfile::tempdir().unwrap();
+    let socket_dir = nowhere.path().display().to_string();
+    let url = format!("postgres://steelcut:hunter2@localhost:5432/steelcut?host={socket_dir}");
     let started = Instant::now();
     let err = failed(&app.cli(&[
         "client",
@@ -397,7 +398,7 @@ async fn admin_errors_are_clear_exit_non_zero_and_write_nothing() {
         &url,
     ]));
     assert!(err.contains("database unavailable"), "{err}");
-    assert!(err.contains(&port.to_string()), "{err}");
+    assert!(err.contains(&socket_dir), "names where it looked: {err}");
     assert!(
         !err.contains("hunter2"),
         "the password is not printed: {err}"
@@ -410,49 +411,17 @@ async fn admin_errors_are_clear_exit_non_zero_and_write_nothing() {
 
 #[tokio::test]
 async fn the_quick_start_works_with_the_real_binary_and_sigterm_stops_it_cleanly() {
-    // 1. A config on a free port with a fresh SQLite path, as config/dev.toml has.
+    // 1. A config with a fresh SQLite path in a directory that does not exist yet, as
+    //    config/dev.toml has.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let db_path = dir.path().join("var").join("steelcut.db");
     let db = format!("sqlite://{}", db_path.display());
-    let config = write_config(dir.path(), &db, &format!("127.0.0.1:{port}"), "");
-    let config_arg = config.to_string_lossy().into_owned();
+    let config = write_config(dir.path(), &db, "127.0.0.1:0", "");
 
-    // 2. `steelcutd serve --config F` as a child process; wait until it answers.
-    let log = dir.path().join("serve.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_steelcutd"))
-        .args(["serve", "--config", &config_arg])
-        .env_remove("STEELCUT_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = http.get(format!("{base}/livez")).send().await {
-            if resp.status() == 200 {
-                break;
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "serve exited with {status}: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not answer: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // 2. `steelcutd serve --config F` as a child process, ready.
+    let mut d = TestApp::launch(Mode::Binary, dir, config).await;
 
-    // 3. serve created and migrated the SQLite database by itself.
+    // 3. serve created and migrated the SQLite database by itself, and made a signing key.
     {
         let mut conn = diesel::SqliteConnection::establish(&db_path.to_string_lossy()).unwrap();
         #[derive(QueryableByName)]
@@ -465,29 +434,26 @@ async fn the_quick_start_works_with_the_real_binary_and_sigterm_stops_it_cleanly
             .unwrap();
         assert_eq!(count.n, 0);
     }
-    let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains("generated a new signing key"), "{logged}");
+    d.wait_for_log(0, &["generated a new signing key"]).await;
 
     // 4. `client add` with the same config prints the credentials.
-    let out = steelcutd(&[
+    let json = ok_json(&d.cli(&[
         "client",
         "add",
-        "--config",
-        &config_arg,
         "--name",
         "Jane Doe",
         "--resource",
         "api_v0.0.1",
-    ]);
-    let json = ok_json(&out);
+    ]));
     let (id, secret) = (
         json["client_id"].as_str().unwrap(),
         json["client_secret"].as_str().unwrap(),
     );
 
     // 5. What `curl -u ID:SECRET -d grant_type=client_credentials -d resource=...` does.
-    let resp = http
-        .post(format!("{base}/token"))
+    let resp = d
+        .http
+        .post(d.url("/token"))
         .basic_auth(id, Some(secret))
         .form(&[CC, ("resource", "api_v0.0.1")])
         .send()
@@ -500,25 +466,9 @@ async fn the_quick_start_works_with_the_real_binary_and_sigterm_stops_it_cleanly
         .as_str()
         .is_some_and(|t| t.split('.').count() == 3));
 
-    // 6. SIGTERM (the `kill` command) stops it with exit code 0.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve ignored SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let logged = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(0), "{logged}");
+    // 6. SIGTERM stops it with exit code 0.
+    d.signal("TERM");
+    assert_eq!(d.wait_exit().await, Some(0), "{}", d.log());
     // The secret never reaches the log.
-    assert!(!logged.contains(secret), "{logged}");
+    assert!(!d.log().contains(secret), "{}", d.log());
 }

@@ -1,4 +1,6 @@
-//! The two caches on the hot paths, seen from outside.
+//! The two caches on the hot paths, seen from outside: through HTTP, the admin CLI and the
+//! cache series of `/metrics` (`steelcut_credential_cache_entries`, `..._hits_total`,
+//! `steelcut_token_cache_entries`, `..._hits_total`).
 //!
 //! - The verified-credential cache at `POST /token`: a change made with the admin CLI (a new
 //!   secret, a disabled or removed client) is seen within a second by every daemon, on SQLite
@@ -11,8 +13,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use steelcut::auth::AuthState;
-use steelcut::resource::ResourceState;
 
 use crate::helpers::*;
 use crate::pg::{self, PgDatabase};
@@ -23,13 +23,9 @@ const CC: (&str, &str) = ("grant_type", "client_credentials");
 /// The bound every change must meet.
 const WITHIN: Duration = Duration::from_secs(1);
 
-fn auth(app: &TestApp) -> &AuthState {
-    app.state.auth.as_ref().expect("auth role")
-}
-
-fn resource(app: &TestApp) -> &ResourceState {
-    app.state.resource.as_ref().expect("resource role")
-}
+const CREDENTIAL_ENTRIES: &str = "steelcut_credential_cache_entries";
+const TOKEN_ENTRIES: &str = "steelcut_token_cache_entries";
+const TOKEN_HITS: &str = "steelcut_token_cache_hits_total";
 
 /// Asserts a 401 `invalid_client` answer (RFC 6749 section 5.2) to HTTP Basic credentials.
 async fn assert_invalid_client(resp: reqwest::Response) {
@@ -47,75 +43,63 @@ async fn assert_invalid_client(resp: reqwest::Response) {
 /// returns how long after `since` that request was sent. A refused request costs an argon2
 /// verify, so the time it was sent, not answered, is when the change had taken effect.
 async fn refused_after(node: &TestApp, client: &TestClient, since: Instant) -> Duration {
-    loop {
+    let what = "the old credentials to be refused (5 s after the change)";
+    wait_for(Duration::from_secs(5), what, || async move {
         let sent = Instant::now();
         let resp = node.token_basic(client, &[CC]).await;
         if resp.status() == 401 {
             assert_invalid_client(resp).await;
-            return sent - since;
+            return Some(sent - since);
         }
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "the old credentials still work 5 s after the change"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await
 }
 
 /// Runs the real binary as the owning role (`--database-url`), as an operator would.
 fn admin(node: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut all = args.to_vec();
-    let config = node.config_path.to_string_lossy().into_owned();
-    all.extend(["--config", &config, "--database-url", &node.admin_url]);
-    let out = steelcutd(&all);
+    let out = node.cli(args);
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     out
 }
 
-/// Two daemons built from the same PostgreSQL database, both as the read-only role.
+/// Two daemons on the same PostgreSQL database, both as the read-only role; the owner has
+/// applied the migrations with `steelcutd migrate`.
 async fn two_nodes_on_postgresql() -> (PgDatabase, TestApp, TestApp) {
-    let db = pg::fresh_database();
-    open_store(&db.owner_url)
-        .migrate()
-        .expect("migrate as owner");
+    let db = tokio::task::spawn_blocking(pg::fresh_database)
+        .await
+        .unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_config = write_config(a_dir.path(), &db.reader_url, "127.0.0.1:0", "");
+    let b_config = write_config(b_dir.path(), &db.reader_url, "127.0.0.1:0", "");
+    let config = a_config.to_string_lossy().into_owned();
+    let out = steelcutd(&[
+        "migrate",
+        "--config",
+        &config,
+        "--database-url",
+        &db.owner_url,
+    ]);
+    assert!(out.status.success(), "migrate: {}", stderr(&out));
     db.grant_read_only();
-    let a = node_on(&db).await;
-    let b = node_on(&db).await;
+    let mut a = TestApp::launch(Mode::InProcess, a_dir, a_config).await;
+    let mut b = TestApp::launch(Mode::InProcess, b_dir, b_config).await;
+    a.admin_url = db.owner_url.clone();
+    b.admin_url = db.owner_url.clone();
     (db, a, b)
-}
-
-async fn node_on(db: &PgDatabase) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &db.reader_url, "127.0.0.1:0", "");
-    let mut app = start(&path).await;
-    app.dir = dir;
-    app.database_url = db.reader_url.clone();
-    app.admin_url = db.owner_url.clone();
-    app
-}
-
-/// Waits until `node` has read the store's current change counter: a registration it has not
-/// seen yet would empty its cache when it does.
-async fn settle(node: &TestApp) {
-    let generation = open_store(&node.admin_url).generation().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while auth(node).cache.generation() != generation {
-        assert!(
-            Instant::now() < deadline,
-            "the change counter is not polled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Gets a token for `client` from every node, and checks each node now caches it.
 async fn warm(nodes: &[&TestApp], client: &TestClient) {
     for node in nodes {
-        settle(node).await;
         assert_eq!(node.token_basic(client, &[CC]).await.status(), 200);
         assert_eq!(node.token_basic(client, &[CC]).await.status(), 200);
-        assert_eq!(auth(node).cache.len(), 1, "the node caches the client");
+        assert_eq!(
+            node.metric(CREDENTIAL_ENTRIES).await,
+            1.0,
+            "the node caches the client"
+        );
     }
 }
 
@@ -253,7 +237,7 @@ async fn a_wrong_secret_after_a_right_one_still_fails_and_is_never_faster_than_a
         wrong_times.push(started.elapsed());
         assert_invalid_client(resp).await;
     }
-    assert_eq!(auth(&app).cache.len(), 1);
+    assert_eq!(app.metric(CREDENTIAL_ENTRIES).await, 1.0);
 
     // 3. The fastest wrong answer is no faster than the fastest right one: a wrong secret
     //    always pays the full argon2 verify.
@@ -279,18 +263,15 @@ async fn the_credential_cache_stays_bounded_under_many_clients() {
     for _ in 0..20 {
         clients.push(app.add_client(&["api_v0.0.1"], &[]).await);
     }
-    // 2. Wait until the daemon has seen the last registration (which empties the cache), so
-    //    that nothing but the bound limits what follows.
-    settle(&app).await;
-    // 3. Every client gets a token; the cache holds at most five of them.
+    // 2. Every client gets a token; the cache holds at most five of them.
     for client in &clients {
         assert_eq!(app.token_basic(client, &[CC]).await.status(), 200);
-        assert!(auth(&app).cache.len() <= 5);
+        assert!(app.metric(CREDENTIAL_ENTRIES).await <= 5.0);
     }
-    assert_eq!(auth(&app).cache.len(), 5);
-    // 4. An evicted client is simply verified again.
+    assert_eq!(app.metric(CREDENTIAL_ENTRIES).await, 5.0);
+    // 3. An evicted client is simply verified again.
     assert_eq!(app.token_basic(&clients[0], &[CC]).await.status(), 200);
-    assert_eq!(auth(&app).cache.len(), 5);
+    assert_eq!(app.metric(CREDENTIAL_ENTRIES).await, 5.0);
 }
 
 #[tokio::test]
@@ -311,7 +292,7 @@ async fn with_the_credential_cache_disabled_every_request_still_works() {
         secret: "wrong".into(),
     };
     assert_invalid_client(app.token_basic(&wrong, &[CC]).await).await;
-    assert!(auth(&app).cache.is_empty());
+    assert_eq!(app.metric(CREDENTIAL_ENTRIES).await, 0.0);
     // 3. A rotation takes effect with the very next request.
     let out = app.cli(&["client", "update", &client.id, "--new-secret"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -365,13 +346,13 @@ async fn a_repeated_token_is_answered_from_the_token_cache() {
     let app = app_with_routes("").await;
     let client = app.add_client(&["a"], &[]).await;
     let token = app.access_token(&client, "a").await;
-    let hits = resource(&app).token_cache_hits();
+    let hits = app.metric(TOKEN_HITS).await;
     // 2. The first request verifies the signature and remembers the token.
     let resp = get(&app, "/a", Some(&bearer(&token))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), DOC);
-    assert_eq!(resource(&app).token_cache_hits(), hits);
-    assert_eq!(resource(&app).token_cache_len(), 1);
+    assert_eq!(app.metric(TOKEN_HITS).await, hits);
+    assert_eq!(app.metric(TOKEN_ENTRIES).await, 1.0);
     // 3. The next ones are answered from the cache, with the same document and headers.
     for n in 1..=3 {
         let resp = get(&app, "/a", Some(&bearer(&token))).await;
@@ -379,9 +360,9 @@ async fn a_repeated_token_is_answered_from_the_token_cache() {
         assert_eq!(resp.headers()["cache-control"], "private, no-cache");
         assert!(resp.headers().contains_key("etag"));
         assert_eq!(resp.text().await.unwrap(), DOC);
-        assert_eq!(resource(&app).token_cache_hits(), hits + n);
+        assert_eq!(app.metric(TOKEN_HITS).await, hits + n as f64);
     }
-    assert_eq!(resource(&app).token_cache_len(), 1);
+    assert_eq!(app.metric(TOKEN_ENTRIES).await, 1.0);
 }
 
 #[tokio::test]
@@ -391,17 +372,20 @@ async fn an_expired_cached_token_is_refused() {
     let exp = now() + 2;
     let token = Forge::from_app(&app).token("a", json!({"exp": exp}));
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
-    let hits = resource(&app).token_cache_hits();
+    let hits = app.metric(TOKEN_HITS).await;
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
     assert_eq!(
-        resource(&app).token_cache_hits(),
-        hits + 1,
+        app.metric(TOKEN_HITS).await,
+        hits + 1.0,
         "served from the cache"
     );
     // 2. Once `exp` has passed, the cached token is refused as expired.
-    while now() <= exp {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "the token's exp to pass",
+        || async { now() > exp },
+    )
+    .await;
     let resp = get(&app, "/a", Some(&bearer(&token))).await;
     assert_refused(
         resp,
@@ -419,8 +403,8 @@ async fn a_cached_token_for_one_audience_is_refused_at_a_route_for_another() {
     let client = app.add_client(&["a"], &["read"]).await;
     let token = app.access_token(&client, "a").await;
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
-    assert_eq!(resource(&app).token_cache_len(), 1);
-    let hits = resource(&app).token_cache_hits();
+    assert_eq!(app.metric(TOKEN_ENTRIES).await, 1.0);
+    let hits = app.metric(TOKEN_HITS).await;
 
     // 2. At `/b` it is found in the cache and still refused: wrong audience.
     let resp = get(&app, "/b", Some(&bearer(&token))).await;
@@ -431,7 +415,7 @@ async fn a_cached_token_for_one_audience_is_refused_at_a_route_for_another() {
         Some(&token),
     )
     .await;
-    assert_eq!(resource(&app).token_cache_hits(), hits + 1);
+    assert_eq!(app.metric(TOKEN_HITS).await, hits + 1.0);
 
     // 3. At `/a-reports` (same audience, scope `reports`) it lacks the scope: 403.
     let resp = get(&app, "/a-reports", Some(&bearer(&token))).await;
@@ -442,7 +426,7 @@ async fn a_cached_token_for_one_audience_is_refused_at_a_route_for_another() {
         Some(&token),
     )
     .await;
-    assert_eq!(resource(&app).token_cache_hits(), hits + 2);
+    assert_eq!(app.metric(TOKEN_HITS).await, hits + 2.0);
 
     // 4. At `/a` it is still served.
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
@@ -459,14 +443,14 @@ async fn the_token_cache_stays_bounded() {
     // 2. Every one is served; the cache never holds more than three.
     for token in &tokens {
         assert_eq!(get(&app, "/a", Some(&bearer(token))).await.status(), 200);
-        assert!(resource(&app).token_cache_len() <= 3);
+        assert!(app.metric(TOKEN_ENTRIES).await <= 3.0);
     }
-    assert!(resource(&app).token_cache_len() > 0);
+    assert!(app.metric(TOKEN_ENTRIES).await > 0.0);
     // 3. A token that was evicted is simply verified again.
     for token in &tokens {
         assert_eq!(get(&app, "/a", Some(&bearer(token))).await.status(), 200);
     }
-    assert!(resource(&app).token_cache_len() <= 3);
+    assert!(app.metric(TOKEN_ENTRIES).await <= 3.0);
 }
 
 #[tokio::test]
@@ -478,20 +462,20 @@ async fn with_the_token_cache_disabled_every_request_verifies_the_token() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.unwrap(), DOC);
     }
-    assert_eq!(resource(&app).token_cache_hits(), 0);
-    assert_eq!(resource(&app).token_cache_len(), 0);
+    assert_eq!(app.metric(TOKEN_HITS).await, 0.0);
+    assert_eq!(app.metric(TOKEN_ENTRIES).await, 0.0);
 }
 
 #[tokio::test]
 async fn a_signing_key_removed_by_a_reload_stops_validating_its_cached_tokens_at_once() {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
     // 1. A node with both roles serves (and caches) a token signed with its key.
-    let app = app_with_routes("").await;
+    let mut app = app_with_routes("").await;
     let old_key = Forge::from_app(&app);
     let token = old_key.token("a", json!({}));
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
     assert_eq!(get(&app, "/a", Some(&bearer(&token))).await.status(), 200);
-    assert_eq!(resource(&app).token_cache_len(), 1);
+    assert_eq!(app.metric(TOKEN_ENTRIES).await, 1.0);
 
     // 2. A new key is generated, the old key file deleted, and the daemon reloaded.
     let out = app.cli(&["keys", "generate"]);
@@ -512,8 +496,7 @@ async fn a_signing_key_removed_by_a_reload_stops_validating_its_cached_tokens_at
             std::fs::remove_file(&path).unwrap();
         }
     }
-    let config = steelcut::config::Config::load(&app.config_path).unwrap();
-    app.state.reload(config).await.unwrap();
+    app.reload().await.unwrap();
 
     // 3. The very next request with the cached token is refused: unknown key.
     let resp = get(&app, "/a", Some(&bearer(&token))).await;
@@ -562,7 +545,7 @@ file = "{{dir}}/protected_resource.json"
     let token = first.token("a", json!({}));
     assert_eq!(get(&node, "/a", Some(&bearer(&token))).await.status(), 200);
     assert_eq!(get(&node, "/a", Some(&bearer(&token))).await.status(), 200);
-    assert_eq!(resource(&node).token_cache_len(), 1);
+    assert_eq!(node.metric(TOKEN_ENTRIES).await, 1.0);
 
     // 2. The key is replaced by another one.
     std::fs::write(public.path().join("second.pem"), pem(&second)).unwrap();
@@ -570,19 +553,18 @@ file = "{{dir}}/protected_resource.json"
     let removed = Instant::now();
 
     // 3. Within a second the cached token is refused, and a token of the new key served.
-    let refused = loop {
+    let (node_ref, token_ref) = (&node, &token);
+    let what = "the cached token to be refused (5 s after the key was removed)";
+    let refused = wait_for(Duration::from_secs(5), what, || async move {
         let sent = Instant::now();
-        let status = get(&node, "/a", Some(&bearer(&token))).await.status();
+        let status = get(node_ref, "/a", Some(&bearer(token_ref))).await.status();
         if status == 401 {
-            break sent - removed;
+            return Some(sent - removed);
         }
         assert_eq!(status, 200);
-        assert!(
-            removed.elapsed() < Duration::from_secs(5),
-            "still served after 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        None
+    })
+    .await;
     assert!(
         refused < WITHIN,
         "served for {refused:?} after the key was removed"

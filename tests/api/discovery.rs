@@ -6,8 +6,6 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use steelcut::app::App;
-use steelcut::config::Config;
 
 use crate::helpers::*;
 
@@ -90,15 +88,14 @@ async fn after_keys_generate_and_a_restart_both_keys_are_published_and_the_first
 
     // 3. After a restart both keys are published; the new one is pre-published, so the
     //    first keeps signing.
-    app.stop().await;
-    let restarted = start(&app.config_path).await;
-    let (_, jwks) = get_json(&restarted, "/.well-known/jwks.json").await;
+    app.restart().await;
+    let (_, jwks) = get_json(&app, "/.well-known/jwks.json").await;
     let mut published = kids(&jwks);
     published.sort();
     let mut expected = vec![first[0].clone(), new_kid.clone()];
     expected.sort();
     assert_eq!(published, expected);
-    let new_token = restarted.access_token(&client, "api_v0.0.1").await;
+    let new_token = app.access_token(&client, "api_v0.0.1").await;
     assert_eq!(kid_of(&new_token), first[0]);
 
     // 4. The token signed before the rotation still verifies against the published JWKS.
@@ -161,7 +158,7 @@ async fn a_custom_token_path_is_served_and_advertised() {
 
 #[tokio::test]
 async fn the_first_start_generates_an_owner_only_key_in_an_owner_only_directory() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let keys = app.dir.path().join("keys");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&keys), 0o700);
@@ -171,9 +168,9 @@ async fn the_first_start_generates_an_owner_only_key_in_an_owner_only_directory(
     let pem = std::fs::read_to_string(&files[0]).unwrap();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
     // The same key is reused on the next start, not replaced.
-    let again = start(&app.config_path).await;
+    app.restart().await;
     assert_eq!(pem_files(&keys), files);
-    let (_, jwks) = get_json(&again, "/.well-known/jwks.json").await;
+    let (_, jwks) = get_json(&app, "/.well-known/jwks.json").await;
     assert_eq!(kids(&jwks).len(), 1);
 }
 
@@ -184,16 +181,8 @@ async fn a_private_key_readable_by_the_group_stops_the_start_with_the_fix() {
     app.stop().await;
     let key = pem_files(&app.dir.path().join("keys")).remove(0);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    // 2. The app refuses to build, naming the file and the command that fixes it.
-    let config = Config::load(&app.config_path).unwrap();
-    let err = App::build(config)
-        .await
-        .err()
-        .expect("start refused")
-        .to_string();
-    assert!(err.contains(&key.display().to_string()), "{err}");
-    assert!(err.contains("chmod 600"), "{err}");
-    // 3. The real daemon refuses too, with a non-zero exit.
+    // 2. The daemon refuses to start with a non-zero exit, naming the file and the command
+    //    that fixes it.
     let config = app.config_path.to_string_lossy().into_owned();
     let out = steelcutd_env(
         &["serve", "--config", &config],
@@ -201,7 +190,9 @@ async fn a_private_key_readable_by_the_group_stops_the_start_with_the_fix() {
         Duration::from_secs(30),
     );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&key.display().to_string()), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
 }
 
 #[tokio::test]

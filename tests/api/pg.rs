@@ -7,8 +7,17 @@
 //!   own empty database and login roles on it ([`PgDatabase`]), so tests never see each other's
 //!   rows and can run in parallel;
 //! * **private clusters** ([`start_private_cluster`]), each owned by one test that needs to take
-//!   the database away (stop it, check the server answers 503, start it again on the same port
-//!   and data directory, check it recovers) without disturbing the other tests.
+//!   the database away (stop it, check the server answers 503, start it again on the same
+//!   socket and data directory, check it recovers) without disturbing the other tests.
+//!
+//! Every cluster listens on a unix socket in its own temporary directory and on no TCP port
+//! (`listen_addresses = ''`). Nothing else can take that socket, so there is no port to pick,
+//! no bind-then-release race with the other tests, and a private cluster always comes back at
+//! the same address. The URLs name the socket directory in libpq's `host` parameter, e.g.
+//! `postgres://owner_x:PASSWORD@localhost:5432/db_x?host=%2Ftmp%2Fscpg-AbC%2Fsock`: the query
+//! parameter wins over the authority for libpq, and the authority keeps a host in the URL for
+//! `[database] url`, which requires one. Local connections use password authentication
+//! (scram-sha-256), so the tests still exercise the credentials in the URLs they are given.
 //!
 //! Setting `STEELCUT_TEST_DATABASE_URL` to a superuser URL of an existing server makes the
 //! shared-cluster functions use that server instead of starting one (private clusters always
@@ -52,8 +61,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -75,8 +84,9 @@ pub const DATABASE_URL_ENV: &str = "STEELCUT_TEST_DATABASE_URL";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fast shutdown may take before the supervisor is killed outright.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// A port picked at random can be taken by someone else before postgres binds it; retry.
-const PORT_ATTEMPTS: usize = 5;
+/// The port in every cluster's socket name (`sock/.s.PGSQL.5432`). Each cluster has a socket
+/// directory of its own and no TCP listener, so they can all use the same number.
+const PORT: u16 = 5432;
 
 /// A fresh, empty database on the shared test cluster, with two login roles:
 /// `owner` owns the database (runs migrations and admin commands), `reader` can only connect
@@ -87,9 +97,9 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct PgDatabase {
     /// Name of the database.
     pub name: String,
-    /// `postgres://owner_xxx:password@127.0.0.1:PORT/db_xxx`
+    /// `postgres://owner_xxx:password@localhost:5432/db_xxx?host=SOCKET_DIR`
     pub owner_url: String,
-    /// `postgres://reader_xxx:password@127.0.0.1:PORT/db_xxx`
+    /// `postgres://reader_xxx:password@localhost:5432/db_xxx?host=SOCKET_DIR`
     pub reader_url: String,
     /// The cluster's superuser, connected to this database.
     superuser_url: String,
@@ -193,7 +203,7 @@ impl PrivateCluster {
         create_database(&self.superuser_url())
     }
 
-    /// Fast shutdown (clients are disconnected at once). Returns once the port refuses
+    /// Fast shutdown (clients are disconnected at once). Returns once the socket refuses
     /// connections. Does nothing if already stopped.
     pub fn stop(&mut self) {
         if self.instance.supervisor.is_none() {
@@ -204,21 +214,18 @@ impl PrivateCluster {
         if let Err(message) = halted {
             panic!("stopping the private PostgreSQL cluster: {message}");
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.instance.port));
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        // postgres has exited once halt returns, so this is only a guard against surprises.
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            if Instant::now() > deadline {
-                panic!(
-                    "port {} still accepts connections after postgres stopped",
-                    addr.port()
-                );
-            }
-            sleep(Duration::from_millis(50));
+        // postgres removes its socket file as it exits, and halt returns once it has exited:
+        // this only guards against surprises.
+        let socket = self.instance.socket_path();
+        if UnixStream::connect(&socket).is_ok() {
+            panic!(
+                "{} still accepts connections after postgres stopped",
+                socket.display()
+            );
         }
     }
 
-    /// Start again on the same port and data directory. Returns once it accepts connections.
+    /// Start again on the same socket and data directory. Returns once it accepts connections.
     /// Does nothing if already running.
     pub fn start(&mut self) {
         if self.instance.supervisor.is_some() {
@@ -227,7 +234,7 @@ impl PrivateCluster {
         self.instance.unpark(true);
         if let Err(message) = self.instance.launch() {
             self.instance.park();
-            panic!("restarting the private PostgreSQL cluster on the same port: {message}");
+            panic!("restarting the private PostgreSQL cluster: {message}");
         }
     }
 }
@@ -352,10 +359,10 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-/// A cluster in a temporary directory: `data/` (PGDATA), `sock/` (unix socket), `postgres.log`.
+/// A cluster in a temporary directory: `data/` (PGDATA), `sock/` (its only listener, a unix
+/// socket), `postgres.log`.
 struct Instance {
     root: PathBuf,
-    port: u16,
     password: String,
     max_connections: u32,
     bin: PathBuf,
@@ -390,7 +397,6 @@ impl Instance {
             .keep();
         let mut instance = Instance {
             root,
-            port: 0,
             password: random_token(24),
             max_connections,
             bin,
@@ -413,16 +419,27 @@ impl Instance {
         }
     }
 
+    /// `postgres://postgres:PASSWORD@localhost:5432/postgres?host=SOCKET_DIR` (see the module
+    /// documentation for why the URL names a host it does not use).
     fn superuser_url(&self) -> String {
+        let socket_dir: String = url::form_urlencoded::byte_serialize(
+            self.root.join("sock").to_string_lossy().as_bytes(),
+        )
+        .collect();
         format!(
-            "postgres://postgres:{}@127.0.0.1:{}/postgres",
-            self.password, self.port
+            "postgres://postgres:{}@localhost:{PORT}/postgres?host={socket_dir}",
+            self.password
         )
     }
 
+    /// The socket file postgres listens on.
+    fn socket_path(&self) -> PathBuf {
+        self.root.join("sock").join(format!(".s.PGSQL.{PORT}"))
+    }
+
     fn init_and_launch(&mut self) -> Result<(), String> {
-        // Private to the cluster's user: the unix socket trusts whoever can reach it, and the
-        // password file holds the superuser's password.
+        // Private to the cluster's user: the directory holds the socket and, until initdb has
+        // read it, the superuser's password.
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot chmod {}: {e}", self.root.display()))?;
         fs::create_dir(self.root.join("sock"))
@@ -437,11 +454,11 @@ impl Instance {
             }
         }
 
-        // Unix socket: trust (nothing uses it but the server's own tools). TCP: real password
-        // authentication, so that tests exercise the credentials in the URLs they are given.
+        // Password authentication on the socket, so that tests exercise the credentials in the
+        // URLs they are given (there is no TCP listener: --auth-host does not matter).
         let script = format!(
-            "exec {initdb} -D {data} -U postgres --pwfile={password} --auth-local=trust \
-             --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync",
+            "exec {initdb} -D {data} -U postgres --pwfile={password} \
+             --auth-local=scram-sha-256 --auth-host=reject --encoding=UTF8 --locale=C --no-sync",
             initdb = quote(&self.bin.join("initdb")),
             data = quote(&self.root.join("data")),
             password = quote(&self.root.join("password")),
@@ -464,22 +481,7 @@ impl Instance {
         // initdb has stored the password; nothing else needs the file.
         let _ = fs::remove_file(self.root.join("password"));
 
-        let mut last_error = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            self.port = free_port()?;
-            let log_start = fs::metadata(self.log_path()).map_or(0, |m| m.len());
-            match self.launch() {
-                Ok(()) => return Ok(()),
-                Err(message) => {
-                    let log = read_log_from(&self.log_path(), log_start);
-                    if !(log.contains("could not bind") || log.contains("already in use")) {
-                        return Err(message);
-                    }
-                    last_error = message;
-                }
-            }
-        }
-        Err(last_error)
+        self.launch()
     }
 
     fn log_path(&self) -> PathBuf {
@@ -515,7 +517,7 @@ impl Instance {
              cd {root} || exit 1\n\
              rm -f stop-request\n\
              exec 3<&0 </dev/null\n\
-             {postgres} -D {data} -p {port} -k {sock} -c listen_addresses=127.0.0.1 \
+             {postgres} -D {data} -p {port} -k {sock} -c listen_addresses= \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
              -c max_connections={max} 3<&- &\n\
              pid=$!\n\
@@ -533,7 +535,7 @@ impl Instance {
             postgres = quote(&self.bin.join("postgres")),
             data = quote(&self.root.join("data")),
             sock = quote(&self.root.join("sock")),
-            port = self.port,
+            port = PORT,
             max = self.max_connections,
             root = quote(&self.root),
         );
@@ -548,9 +550,8 @@ impl Instance {
             .map_err(|e| format!("cannot start postgres: {e}"))?;
         self.supervisor = Some(child);
 
-        // connect_timeout: if something else took the port and accepts without answering,
-        // libpq would otherwise wait for the server's reply forever.
-        let url = format!("{}?connect_timeout=2", self.superuser_url());
+        // connect_timeout: a server that accepts without answering must not hang the test.
+        let url = format!("{}&connect_timeout=2", self.superuser_url());
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let last_error = match PgConnection::establish(&url) {
@@ -578,8 +579,8 @@ impl Instance {
             let log = read_log_from(&log_path, log_start);
             let _ = self.halt(true);
             return Err(format!(
-                "{why} on port {}; last connection error: {last_error}\npostgres log ({}):\n{log}",
-                self.port,
+                "{why} on {}; last connection error: {last_error}\npostgres log ({}):\n{log}",
+                self.socket_path().display(),
                 log_path.display()
             ));
         }
@@ -794,15 +795,6 @@ fn find_bin_dir() -> Result<PathBuf, String> {
              /usr/lib/postgresql/*/bin, in `pg_config --bindir` or in PATH"
                 .to_owned()
         })
-}
-
-/// A port nobody listens on right now (it may be taken before postgres binds it; the caller
-/// retries on "could not bind").
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| format!("cannot pick a free port on 127.0.0.1: {e}"))
 }
 
 /// The log from byte `start` on (what this launch wrote), lossily decoded.

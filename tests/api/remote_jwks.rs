@@ -2,13 +2,14 @@
 //! at start, refreshed on an unknown kid (at most once per `jwks_min_refetch`), and kept when
 //! the auth node is down.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::helpers::*;
 use crate::resource::{assert_refused, get_with_token, Forge, DOC};
+
+const FETCHES: &str = "steelcut_jwks_fetches_total";
 
 /// An auth-only node on SQLite.
 async fn auth_node() -> TestApp {
@@ -38,19 +39,9 @@ file = "{{dir}}/protected_resource.json"
     .await
 }
 
-fn fetches(node: &TestApp) -> u64 {
-    node.state.resource.as_ref().unwrap().jwks_fetches()
-}
-
-/// Starts the auth node of `config` again, on `port`.
-async fn restart_on(config: &Path, port: u16) -> TestApp {
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text.replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
-    std::fs::write(config, text).unwrap();
-    start(config).await
+/// Remote JWKS fetches the node has made, successful or not.
+async fn fetches(node: &TestApp) -> f64 {
+    node.metric(FETCHES).await
 }
 
 #[tokio::test]
@@ -59,11 +50,14 @@ async fn a_resource_only_node_validates_tokens_from_an_auth_only_node() {
     let auth = auth_node().await;
     let client = auth.add_client(&["api_v0.0.1"], &[]).await;
     let token = auth.access_token(&client, "api_v0.0.1").await;
-    // 2. A resource-only node, pointed at its JWKS, fetched the keys once at start.
+    // 2. A resource-only node, pointed at its JWKS, fetched the keys once at start; it has
+    //    neither a database nor signing keys to check.
     let node = resource_node(&auth.url("/.well-known/jwks.json"), 10, 300).await;
-    assert!(node.state.config.database.is_none());
-    assert!(node.state.config.keys.is_none());
-    assert_eq!(fetches(&node), 1);
+    let (status, ready) = node.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready["checks"].get("database").is_none(), "{ready}");
+    assert!(ready["checks"].get("signing_keys").is_none(), "{ready}");
+    assert_eq!(fetches(&node).await, 1.0);
     // 3. It serves the document to the token.
     let resp = get_with_token(&node, &token).await;
     assert_eq!(resp.status(), 200);
@@ -83,77 +77,95 @@ async fn a_resource_only_node_validates_tokens_from_an_auth_only_node() {
 async fn a_key_added_on_the_auth_node_is_fetched_when_a_token_names_it() {
     // 1. An auth-only node, a client, and a resource-only node trusting its JWKS.
     let mut auth = auth_node().await;
-    let port = auth.addr.port();
     let client = auth.add_client(&["api_v0.0.1"], &[]).await;
     let old_token = auth.access_token(&client, "api_v0.0.1").await;
     let node = resource_node(&auth.url("/.well-known/jwks.json"), 1, 300).await;
     assert_eq!(get_with_token(&node, &old_token).await.status(), 200);
-    // 2. A new key is generated and the auth node restarts on the same port and key dir.
+    let before = fetches(&node).await;
+    // 2. A new key is generated and the auth node reloaded.
     let o = auth.cli(&["keys", "generate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    auth.stop().await;
-    let _auth2 = restart_on(&auth.config_path, port).await;
-    // The new key is published but pre-published: a token it signs is forged here.
+    auth.reload().await.unwrap();
+    // It is published at once but signs only after its pre-publication: a token it signs is
+    // made here from its file.
     let new_token = Forge::from_app(&auth).token("api_v0.0.1", json!({}));
     assert_ne!(
         jsonwebtoken::decode_header(&new_token).unwrap().kid,
         jsonwebtoken::decode_header(&old_token).unwrap().kid
     );
-    // 3. Once the rate limit since the start-up fetch has passed, the unknown kid triggers
-    //    one refetch and the new token is accepted.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let before = fetches(&node);
+    // 3. The unknown kid triggers a refetch as soon as the rate limit (1 s since the start-up
+    //    fetch) allows: refused until then, then accepted, after exactly one more fetch.
+    let (node_ref, new_token_ref) = (&node, &new_token);
+    wait_until(
+        Duration::from_secs(5),
+        "the new token to be accepted",
+        || async move { get_with_token(node_ref, new_token_ref).await.status() == 200 },
+    )
+    .await;
     let resp = get_with_token(&node, &new_token).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), DOC);
-    assert_eq!(fetches(&node), before + 1);
+    assert_eq!(fetches(&node).await, before + 1.0);
     // 4. The old key is still published, so the old token stays valid.
     assert_eq!(get_with_token(&node, &old_token).await.status(), 200);
 }
 
 #[tokio::test]
 async fn known_kid_tokens_still_validate_while_the_auth_node_is_down() {
-    // 1. A token from an auth node, accepted by a resource node refreshing every second.
+    // 1. A token from an auth node (reached through a relay, so that its address stays
+    //    nobody's when it goes away), accepted by a resource node refreshing every second.
     let mut auth = auth_node().await;
+    let relay = Relay::start().await;
+    relay.forward_to(auth.addr);
     let client = auth.add_client(&["api_v0.0.1"], &[]).await;
     let token = auth.access_token(&client, "api_v0.0.1").await;
-    let node = resource_node(&auth.url("/.well-known/jwks.json"), 1, 1).await;
+    let node = resource_node(&relay.url("/.well-known/jwks.json"), 1, 1).await;
     assert_eq!(get_with_token(&node, &token).await.status(), 200);
     // 2. The auth node goes away, and periodic refreshes start failing.
     auth.stop().await;
-    let before = fetches(&node);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fetches(&node) < before + 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(fetches(&node) >= before + 2, "no refresh was attempted");
+    relay.refuse();
+    let before = fetches(&node).await;
+    let node_ref = &node;
+    wait_until(
+        Duration::from_secs(5),
+        "two refresh attempts",
+        || async move { fetches(node_ref).await >= before + 2.0 },
+    )
+    .await;
     // 3. The token still validates with the cached keys, and the node stays ready.
     let resp = get_with_token(&node, &token).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), DOC);
-    let ready = node.http.get(node.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(node.readyz().await.0, 200);
 }
 
 #[tokio::test]
 async fn a_flood_of_unknown_kids_causes_at_most_one_refetch_per_interval() {
     const INTERVAL: u64 = 3;
-    // 1. A resource node whose start-up fetch is older than the rate limit.
+    // 1. A resource node whose rate limit has just let an unknown kid through: requests with
+    //    one are sent until one causes a fetch (the first once INTERVAL has passed since the
+    //    start-up fetch).
     let auth = auth_node().await;
     let node = resource_node(&auth.url("/.well-known/jwks.json"), INTERVAL, 300).await;
-    tokio::time::sleep(Duration::from_millis(INTERVAL * 1000 + 100)).await;
-    let before = fetches(&node);
+    let start_up = fetches(&node).await;
+    let node_ref = &node;
+    let within = Duration::from_secs(2 * INTERVAL);
+    let primed = wait_for(within, "an unknown kid to cause a refetch", || async move {
+        let token = unknown_kid_token();
+        let sent = Instant::now();
+        assert_eq!(get_with_token(node_ref, &token).await.status(), 401);
+        (fetches(node_ref).await > start_up).then_some(sent)
+    })
+    .await;
+    let before = fetches(&node).await;
     // 2. 1,000 requests, 50 at a time, each naming a kid nobody has.
-    let started = Instant::now();
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
         let permit = limit.clone().acquire_owned().await.unwrap();
         let http = node.http.clone();
         let url = node.url("/api_v0.0.1");
-        let mut forger = Forge::random();
-        forger.kid = format!("made-up-{}", rand::random::<u64>());
-        let token = forger.token("api_v0.0.1", json!({}));
+        let token = unknown_kid_token();
         tasks.spawn(async move {
             let status = http
                 .get(url)
@@ -169,53 +181,43 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_refetch_per_interval() {
     while let Some(status) = tasks.join_next().await {
         assert_eq!(status.unwrap(), 401);
     }
-    let elapsed = started.elapsed();
-    // 3. The first unknown kid refetched once; the rest waited for the interval to pass.
-    let refetches = fetches(&node) - before;
-    let allowed = 1 + elapsed.as_secs() / INTERVAL;
+    // 3. That refetch started after `primed`: the flood may cause one more per INTERVAL
+    //    since then, no more.
+    let elapsed = primed.elapsed();
+    let refetches = fetches(&node).await - before;
+    let allowed = (elapsed.as_secs() / INTERVAL) as f64;
     assert!(
-        (1..=allowed).contains(&refetches),
+        refetches <= allowed,
         "{refetches} refetches in {elapsed:?} (allowed {allowed})"
     );
 }
 
+/// A token signed by a key nobody has, naming a kid nobody has.
+fn unknown_kid_token() -> String {
+    let mut forger = Forge::random();
+    forger.kid = format!("made-up-{}", rand::random::<u64>());
+    forger.token("api_v0.0.1", json!({}))
+}
+
 #[tokio::test]
 async fn a_resource_node_started_before_its_auth_node_is_not_ready_until_it_has_keys() {
-    // 1. The resource node starts while nothing answers at the JWKS URL; it starts anyway.
-    let port = free_port();
-    let node = resource_node(
-        &format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
-        1,
-        300,
-    )
-    .await;
-    let ready = node.http.get(node.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    // 2. The auth node comes up on that port.
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("steelcut.db").display());
-    let config = write_config(dir.path(), &database, &format!("127.0.0.1:{port}"), "");
-    let mut auth = start(&config).await;
-    auth.admin_url = database;
+    // 1. The resource node starts while nothing answers at the JWKS URL (a relay that closes
+    //    every connection); it starts anyway, not ready.
+    let relay = Relay::start().await;
+    let node = resource_node(&relay.url("/.well-known/jwks.json"), 1, 300).await;
+    assert_eq!(node.readyz().await.0, 503);
+    // 2. The auth node comes up behind that address.
+    let auth = auth_node().await;
+    relay.forward_to(auth.addr);
     let client = auth.add_client(&["api_v0.0.1"], &[]).await;
     let token = auth.access_token(&client, "api_v0.0.1").await;
     // 3. The resource node retries, becomes ready and accepts the token.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut status = 0;
-    while Instant::now() < deadline {
-        status = node
-            .http
-            .get(node.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200);
+    let node_ref = &node;
+    wait_until(
+        Duration::from_secs(5),
+        "the node to be ready",
+        || async move { node_ref.readyz().await.0 == 200 },
+    )
+    .await;
     assert_eq!(get_with_token(&node, &token).await.status(), 200);
 }

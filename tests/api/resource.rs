@@ -692,7 +692,9 @@ async fn a_resource_only_node_validates_with_a_jwks_file_written_by_keys_export_
         jwks.display()
     )))
     .await;
-    assert!(node.state.config.database.is_none());
+    let (status, ready) = node.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready["checks"].get("database").is_none(), "{ready}");
     assert!(!node.dir.path().join("keys").exists());
     // 4. It serves the document to the token, and refuses a forged one.
     let resp = get_with_token(&node, &token).await;
@@ -753,15 +755,14 @@ async fn a_key_exported_again_after_keys_generate_is_picked_up_by_the_jwks_file_
     // 3. A token signed with the new key is accepted within a second.
     let token = Forge::from_app(&auth).token("api_v0.0.1", json!({}));
     let started = std::time::Instant::now();
-    let mut status = 0;
-    while started.elapsed() < std::time::Duration::from_secs(2) {
-        status = get_with_token(&node, &token).await.status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 200);
+    let (node, token) = (&node, &token);
+    let within = std::time::Duration::from_secs(2);
+    wait_until(
+        within,
+        "the new key's token to be accepted",
+        || async move { get_with_token(node, token).await.status() == 200 },
+    )
+    .await;
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
 }
 

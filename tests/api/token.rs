@@ -579,8 +579,12 @@ async fn an_unknown_client_id_costs_an_argon2_verify_like_a_wrong_secret() {
         *unknown_times.iter().min().unwrap(),
     );
     let (known, unknown) = (median(known_times), median(unknown_times));
+    // Without the dummy hash the unknown id would be some twenty times faster (a lookup of
+    // about a millisecond against a verify of 15 to 40 ms here). A factor of four, not two,
+    // leaves room for the bursts of argon2 work of the tests running alongside on two cores,
+    // which once slowed every wrong-secret sample of a run to over twice the best unknown one.
     assert!(
-        fastest_unknown * 2 >= fastest_known,
+        fastest_unknown * 4 >= fastest_known,
         "unknown id answered in {fastest_unknown:?} at best (median {unknown:?}), wrong secret \
          in {fastest_known:?} (median {known:?}): ids can be told apart by timing"
     );
