@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 mod admin_cli;
+mod algorithms;
 mod caches;
 mod check_config;
 mod client_cli;
