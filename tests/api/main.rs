@@ -20,5 +20,6 @@ mod postgres;
 mod process;
 mod remote_jwks;
 mod resource;
+mod rotation;
 mod token;
 mod tools;
