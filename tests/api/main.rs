@@ -11,6 +11,7 @@ mod check_config;
 mod client_cli;
 mod discovery;
 mod docs;
+mod gateway;
 mod helpers;
 mod hot_reload;
 mod key_files;
