@@ -50,6 +50,13 @@ pub enum KeyFileError {
     Unsupported(String),
     #[error("not a valid {alg} private key")]
     Invalid { alg: Alg },
+    /// What the library said of a key it refused (e.g. `TooSmall`, `InvalidEncoding`).
+    #[error("not a valid {alg} private key ({source})")]
+    Rejected {
+        alg: Alg,
+        #[source]
+        source: aws_lc_rs::error::KeyRejected,
+    },
     #[error("RSA key of {0} bits; at least 2048")]
     RsaTooSmall(usize),
     #[error("the RSA public exponent must be 65537")]
@@ -169,7 +176,7 @@ impl Signer {
     /// From PKCS#8 DER (v1, or v2 for Ed25519).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyFileError> {
         let alg = detect(der)?;
-        let invalid = |_| KeyFileError::Invalid { alg };
+        let invalid = |source| KeyFileError::Rejected { alg, source };
         let inner = match alg {
             Alg::EdDsa => {
                 let key = ed25519_dalek::SigningKey::from_pkcs8_der(der)
@@ -183,6 +190,7 @@ impl Signer {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(invalid)?,
             ),
             Alg::Rs256 => {
+                // aws-lc-rs refuses a modulus under 2048 bits here (`TooSmall`).
                 let key = RsaKeyPair::from_pkcs8(der).map_err(invalid)?;
                 let bits = key.public_modulus_len() * 8;
                 if bits < 2048 {

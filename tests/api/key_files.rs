@@ -197,3 +197,47 @@ async fn keys_written_by_openssl_genpkey_load_with_their_algorithms() {
     algs.sort();
     assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
 }
+
+#[tokio::test]
+async fn an_rsa_key_file_under_2048_bits_is_refused() {
+    require(OPENSSL, "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let file = keys.join("weak.pem");
+    let args = [
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+    ];
+    let out = run(
+        OPENSSL,
+        &[&args[..], &[file.to_str().unwrap()]].concat(),
+        &[],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = steelcutd(&[
+        "keys",
+        "list",
+        "--config",
+        dir.path().join("none.toml").to_str().unwrap(),
+        "--dir",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("weak.pem") && err.contains("(TooSmall)"),
+        "{err}"
+    );
+}
