@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixDatagram;
 
-use super::cli::command;
+use super::cli::{command, command_under};
 use super::wait::POLL;
 
 /// How long a daemon may take to start or to stop (debug build, two busy cores).
@@ -46,15 +46,22 @@ pub struct Started {
 impl ChildDaemon {
     /// Runs `steelcutd serve --config CONFIG` in `cwd` with `env` added, and waits until it is
     /// ready. `socket_dir` holds the notify socket (a path short enough for a unix socket).
+    ///
+    /// With `open_files`, the daemon starts with that open-file limit, in `prlimit --nofile`'s
+    /// notation: `1024` for soft and hard (it cannot raise it), `1024:` for the soft one only.
     pub async fn start(
         config: &Path,
         cwd: Option<&Path>,
         env: &[(String, String)],
         socket_dir: &Path,
+        open_files: Option<&str>,
     ) -> Started {
         let socket = socket_dir.join(format!("notify-{}.sock", rand::random::<u32>()));
         let notify = UnixDatagram::bind(&socket).expect("bind the notify socket");
-        let mut cmd = command();
+        let mut cmd = match open_files {
+            None => command(),
+            Some(n) => command_under(&["prlimit", &format!("--nofile={n}"), "--"]),
+        };
         cmd.args(["serve", "--config"])
             .arg(config)
             .env("NOTIFY_SOCKET", &socket)

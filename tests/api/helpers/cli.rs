@@ -13,7 +13,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_steelcutd");
 /// `steelcutd` with the caller's `STEELCUT_*` and `RUST_LOG` variables removed, so that a
 /// developer's shell cannot change what a test sees.
 pub fn command() -> Command {
-    let mut cmd = Command::new(BIN);
+    command_under(&[])
+}
+
+/// As [`command`], run through `prefix` (a program and its arguments, then the binary).
+pub fn command_under(prefix: &[&str]) -> Command {
+    let mut cmd = match prefix.split_first() {
+        None => Command::new(BIN),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(BIN);
+            cmd
+        }
+    };
     for (name, _) in std::env::vars_os() {
         let keep = name
             .to_str()

@@ -86,6 +86,9 @@ pub struct TestOptions {
     /// The whole configuration instead of the above (mode aside); `{dir}` stands for the
     /// app's directory, which holds `protected_resource.json`.
     pub toml: Option<String>,
+    /// The real binary's open-file limit, in `prlimit --nofile` notation: `1024` for soft and
+    /// hard (it cannot raise it), `1024:` for the soft limit only.
+    pub open_files: Option<&'static str>,
 }
 
 impl Default for TestOptions {
@@ -99,6 +102,7 @@ impl Default for TestOptions {
             auth_extra: String::new(),
             resource_section: None,
             toml: None,
+            open_files: None,
         }
     }
 }
@@ -287,7 +291,7 @@ issuer = "http://steelcut.test"
         assert!(out.status.success(), "migrate: {}", stderr(&out));
         db.grant_read_only();
     }
-    let mut app = TestApp::launch(opts.mode, dir, config_path).await;
+    let mut app = TestApp::launch_limited(opts.mode, dir, config_path, opts.open_files).await;
     if let Some(db) = pg_db {
         app.admin_url = db.owner_url.clone();
         app.pg = Some(db);
@@ -352,8 +356,9 @@ async fn run_binary(
     config_path: &Path,
     cwd: Option<&Path>,
     dir: &Path,
+    open_files: Option<&str>,
 ) -> (Runner, SocketAddr, Option<SocketAddr>) {
-    let started = ChildDaemon::start(config_path, cwd, &[], dir).await;
+    let started = ChildDaemon::start(config_path, cwd, &[], dir, open_files).await;
     (
         Runner::Binary(started.daemon),
         started.addr,
@@ -394,13 +399,24 @@ impl TestApp {
 
     /// Starts the configuration at `config_path` (usually inside `dir`, which the app keeps).
     pub async fn launch(mode: Mode, dir: TempDir, config_path: PathBuf) -> Self {
+        Self::launch_limited(mode, dir, config_path, None).await
+    }
+
+    /// As [`TestApp::launch`]; the real binary gets `open_files` as its open-file limit
+    /// (`prlimit --nofile` notation: `1024`, or `1024:` for the soft limit only).
+    pub async fn launch_limited(
+        mode: Mode,
+        dir: TempDir,
+        config_path: PathBuf,
+        open_files: Option<&str>,
+    ) -> Self {
         let database_url = database_url_of(&config_path);
         let (runner, addr, admin_addr) = match mode {
             Mode::InProcess => {
                 let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
                 run_in_process(config).await
             }
-            Mode::Binary => run_binary(&config_path, None, dir.path()).await,
+            Mode::Binary => run_binary(&config_path, None, dir.path(), open_files).await,
         };
         Self::new(
             mode,
@@ -418,7 +434,7 @@ impl TestApp {
     /// resolve, as a user runs it from a checkout.
     pub async fn launch_binary_in(cwd: &Path, config: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (runner, addr, admin_addr) = run_binary(config, Some(cwd), dir.path()).await;
+        let (runner, addr, admin_addr) = run_binary(config, Some(cwd), dir.path(), None).await;
         let config_path = cwd.join(config);
         let database_url = database_url_of(&config_path);
         Self::new(
@@ -694,7 +710,13 @@ impl TestApp {
                 run_in_process(config).await
             }
             Mode::Binary => {
-                run_binary(&self.config_path, self.cwd.as_deref(), self.dir.path()).await
+                run_binary(
+                    &self.config_path,
+                    self.cwd.as_deref(),
+                    self.dir.path(),
+                    None,
+                )
+                .await
             }
         };
         self.runner = runner;
@@ -715,6 +737,36 @@ impl TestApp {
             Runner::Binary(daemon) => daemon,
             Runner::InProcess { .. } => panic!("only a Mode::Binary app is a process"),
         }
+    }
+
+    /// The daemon's process id (binary mode).
+    pub fn pid(&self) -> u32 {
+        self.daemon().pid()
+    }
+
+    /// CPU seconds (user + system) the daemon's process has used so far (binary mode).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: f64 =
+            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+        ticks / 100.0
+    }
+
+    /// The daemon's resident set size now, in MiB (binary mode).
+    pub fn rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .expect("VmRSS")
+            / 1024.0
     }
 
     /// Sends a signal (`TERM`, `HUP`, ...) to the daemon's process.
