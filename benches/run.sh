@@ -83,7 +83,7 @@ as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/log" -w \
     -o "-p $PGPORT -k $PGDATA_DIR -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
 PGURL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
-config() { # name db_url port cache_secs [extra [auth] lines]
+config() { # name db_url port cache_secs [extra [auth] lines] [extra [keys] lines]
     local dir=$WORK/$1
     mkdir -p "$dir"
     cat >"$dir/steelcut.toml" <<TOML
@@ -97,6 +97,7 @@ url = "$2"
 pool_size = 8
 [keys]
 dir = "$dir/keys"
+${6:-}
 [auth]
 issuer = "http://127.0.0.1:$3"
 credential_cache_secs = $4
@@ -323,6 +324,31 @@ PY
         row "e resource during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-"
         wait "$FLOOD" || true
     fi
+    kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+done
+
+# Warm issuance and resource reads signed with ES256 and RS256 (RSA-3072, the default size),
+# beside the EdDSA rows above: the SQLite clients, a fresh key directory whose first key is of
+# that algorithm (so it signs at once).
+for ALG in ES256 RS256; do
+    PORT=$(free_port)
+    ACFG=$(config "sqlite-$ALG" "sqlite://$WORK/sqlite/steelcut.db" "$PORT" 300 "" "signing_alg = \"$ALG\"")
+    start_daemon "$ACFG" "$PORT"
+    LUA=$(token_lua "$WORK/clients.sqlite")
+    while read -r cred; do
+        curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
+    done <"$WORK/clients.sqlite"
+    echo "== (a) warm issuance, $ALG" >&2
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
+    row "a warm issuance, $ALG|sqlite|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    echo "== (c) resource reads, $ALG" >&2
+    CRED=$(head -1 "$WORK/clients.sqlite")
+    TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    HEADER_ALG=$(python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["alg"])' "$TOKEN")
+    [ "$HEADER_ALG" = "$ALG" ] || { echo "bench: expected an $ALG token, got $HEADER_ALG" >&2; exit 1; }
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
+    row "c resource reads, $ALG|sqlite|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
     kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
 done
 

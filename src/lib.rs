@@ -6,7 +6,7 @@
 //! - [`http`]: accept loop, the routing table, request and response helpers.
 //! - [`auth`]: `POST /token`, client authentication, discovery documents.
 //! - [`resource`]: protected documents, bearer token validation.
-//! - [`keys`]: Ed25519 key files, key ids, JWKS, JWT signing.
+//! - [`keys`]: key files (EdDSA, ES256, RS256), key ids, JWKS, JWT signing, rotation rules.
 //! - [`store`]: the client table on SQLite or PostgreSQL (Diesel).
 //! - [`domain`]: identifiers with rules (client ids, resources, scopes).
 //! - [`cli`] and [`admin`]: the command line and the admin commands behind it.

@@ -7,6 +7,7 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -82,7 +83,15 @@ impl App {
         let local_keys = auth.as_ref().map(|a| a.keys.clone());
         let resource = match &config.resource {
             None => None,
-            Some(rc) => Some(ResourceState::build(rc, local_keys, metrics.clone()).await?),
+            Some(rc) => Some(
+                ResourceState::build(
+                    rc,
+                    local_keys,
+                    config.key_schedule().unwrap_or_default(),
+                    metrics.clone(),
+                )
+                .await?,
+            ),
         };
         let tls = match &config.server.tls {
             None => None,
@@ -227,14 +236,17 @@ async fn build_auth(
     let store = Store::open(role.database)?;
     prepare_schema(&store, config).await?;
     let dir = role.keys.dir.clone();
-    let (keys, generated) =
-        tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir)).await??;
-    if let Some(kid) = generated {
-        tracing::info!(%kid, dir = %keys.dir.display(), "generated a new signing key");
-    }
-    if let Some(current) = keys.current() {
-        tracing::info!(kid = %current.kid, keys = keys.iter().count(), "signing key loaded");
-    }
+    let schedule = config.key_schedule().unwrap_or_default();
+    let now = crate::time::now_millis();
+    let (keys, provision) =
+        tokio::task::spawn_blocking(move || KeySet::load_or_generate(&dir, schedule, now))
+            .await??;
+    crate::auth::log_provision(&keys, &provision, now);
+    let keys = Arc::new(ArcSwap::from_pointee(keys));
+    let rotate_after = Arc::new(AtomicU64::new(
+        role.keys.rotate_after.map_or(0, |d| d.as_secs()),
+    ));
+    let key_clock = crate::auth::rotation::spawn(keys.clone(), rotate_after.clone());
     let auth = role.auth;
     let (params, limit) = (auth.argon2, auth.max_concurrent_hashes);
     let verifier = tokio::task::spawn_blocking(move || Verifier::new(params, limit))
@@ -250,7 +262,9 @@ async fn build_auth(
     Ok(AuthState {
         config: auth.clone(),
         store,
-        keys: Arc::new(ArcSwap::from_pointee(keys)),
+        keys,
+        rotate_after,
+        key_clock,
         verifier,
         cache,
         metrics,

@@ -100,7 +100,8 @@ where
                 if !is_read(req.method()) {
                     return (response::method_not_allowed("GET, HEAD"), None);
                 }
-                let resp = response::json(StatusCode::OK, &auth.keys().jwks());
+                let resp =
+                    response::json(StatusCode::OK, &auth.keys().jwks(crate::time::now_millis()));
                 // Public keys may be cached briefly; rotation publishes new keys before use.
                 let resp = response::with_header(resp, http::header::CACHE_CONTROL, "max-age=60");
                 return (resp, None);

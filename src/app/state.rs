@@ -139,9 +139,9 @@ impl AppState {
             (Some(resource), Some(rc)) => Some(resource.prepare(rc).await?),
             _ => None,
         };
-        let keys = match &self.auth {
-            Some(auth) => Some(auth.load_keys().await?),
-            None => None,
+        let keys = match (&self.auth, new.key_schedule()) {
+            (Some(auth), Some(schedule)) => Some(auth.load_keys(schedule).await?),
+            _ => None,
         };
         // 2. Swap (infallible from here on).
         if let (Some(handle), Some(acceptor)) = (&self.tls, tls) {
@@ -155,6 +155,12 @@ impl AppState {
             if let Some(ac) = &new.auth {
                 auth.token_lifetime_secs
                     .store(ac.token_lifetime.as_secs(), Ordering::Relaxed);
+            }
+            if let Some(kc) = &new.keys {
+                auth.rotate_after.store(
+                    kc.rotate_after.map_or(0, |d| d.as_secs()),
+                    Ordering::Relaxed,
+                );
             }
         }
         self.applied.store(Arc::new(new));

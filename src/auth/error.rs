@@ -53,8 +53,10 @@ pub enum TokenError {
 pub enum InternalError {
     #[error(transparent)]
     Workers(#[from] WorkersGone),
-    #[error("no signing key loaded")]
+    #[error("no key may sign now")]
     NoSigningKey,
+    #[error(transparent)]
+    Sign(#[from] crate::keys::signer::KeyFileError),
     #[error("cannot serialize the token: {0}")]
     Json(#[from] serde_json::Error),
 }

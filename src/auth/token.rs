@@ -1,5 +1,6 @@
 //! `POST /token`: the client credentials grant (RFC 6749 section 4.4) with resource indicators
-//! (RFC 8707), issuing RFC 9068 JWT access tokens signed with Ed25519.
+//! (RFC 8707), issuing RFC 9068 JWT access tokens signed with the key the rotation rules pick
+//! (EdDSA, ES256 or RS256).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -201,8 +202,11 @@ fn mint(
     scopes: &[String],
 ) -> Result<Vec<u8>, TokenError> {
     let keys = state.keys();
-    let key = keys.current().ok_or(InternalError::NoSigningKey)?;
-    let now = now_unix();
+    let now_ms = crate::time::now_millis();
+    // Which key signs follows the clock: a successor takes over once it has been published
+    // long enough, without a reload (see `keys::schedule`).
+    let key = keys.signing(now_ms).ok_or(InternalError::NoSigningKey)?;
+    let now = now_ms.div_euclid(1000);
     let lifetime = state.token_lifetime_secs();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
     let aud = match resources {
@@ -223,7 +227,7 @@ fn mint(
     };
     let claims_json = serde_json::to_vec(&claims).map_err(InternalError::from)?;
     let body = TokenResponse {
-        access_token: key.sign_jwt(&claims_json),
+        access_token: key.sign_jwt(&claims_json).map_err(InternalError::from)?,
         token_type: "Bearer",
         expires_in: lifetime,
         scope: scope.as_deref(),
@@ -231,7 +235,7 @@ fn mint(
         not_before: claims.nbf,
         resource: claims.aud,
     };
-    tracing::debug!(client_id = %client.client_id, kid = %key.kid, "access token issued");
+    tracing::debug!(client_id = %client.client_id, kid = %key.kid(), "access token issued");
     Ok(serde_json::to_vec(&body).map_err(InternalError::from)?)
 }
 

@@ -81,35 +81,9 @@ pub struct KeysConfig {
     pub rotate_after: Option<Duration>,
 }
 
-/// A JWS algorithm for signing keys (RFC 7518 section 3.1, RFC 8037 section 3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SigningAlg {
-    /// Ed25519.
-    #[default]
-    EdDsa,
-    /// ECDSA with P-256 and SHA-256.
-    Es256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-}
-
-impl SigningAlg {
-    /// The `alg` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EdDsa => "EdDSA",
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-        }
-    }
-
-    /// Parses the `alg` name, exactly as JOSE spells it.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::EdDsa, Self::Es256, Self::Rs256]
-            .into_iter()
-            .find(|a| a.as_str() == s)
-    }
-}
+/// A JWS algorithm for signing keys (RFC 7518 section 3.1, RFC 8037 section 3.1): the keys'
+/// own type, so that the configuration and the key files speak of the same thing.
+pub use crate::keys::Alg as SigningAlg;
 
 /// argon2id cost parameters for newly hashed secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +204,31 @@ pub struct AuthRole<'a> {
     pub keys: &'a KeysConfig,
 }
 
+/// The leeway a resource server allows when none is configured here (an auth-only node): the
+/// default of `[resource] leeway_secs`.
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
 impl Config {
+    /// The rotation rules of `[keys]`: a retired key stays published for the token lifetime
+    /// plus the leeway (this node's, or the default on an auth-only node, whose resource
+    /// servers are configured elsewhere), so every token it signed can still be verified.
+    pub fn key_schedule(&self) -> Option<crate::keys::Schedule> {
+        let keys = self.keys.as_ref()?;
+        let defaults = crate::keys::Schedule::default();
+        let lifetime = self
+            .auth
+            .as_ref()
+            .map_or(defaults.retire_grace.saturating_sub(DEFAULT_LEEWAY), |a| {
+                a.token_lifetime
+            });
+        let leeway = self.resource.as_ref().map_or(DEFAULT_LEEWAY, |r| r.leeway);
+        Some(crate::keys::Schedule {
+            signing_alg: keys.signing_alg,
+            publish_before_sign: keys.publish_before_sign,
+            retire_grace: lifetime + leeway,
+        })
+    }
+
     /// The auth role's settings, if this node plays it.
     pub fn auth_role(&self) -> Option<AuthRole<'_>> {
         Some(AuthRole {

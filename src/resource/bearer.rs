@@ -1,10 +1,13 @@
 //! Bearer token validation: reading `Authorization: Bearer` (RFC 6750 section 2.1) and checking
 //! a JWT access token (RFC 9068 section 4) for one route.
 //!
-//! Checks, in order: the header is one well-formed Bearer credential; the JOSE header says
-//! `alg: EdDSA` (whatever else it says, nothing else is accepted), `typ: at+jwt`, no `crit`, and
-//! a known `kid`; then the signature and the presence of `exp`, `iss` and `aud`; then
-//! `exp`/`nbf` within the leeway, `iss`, `aud` and, for routes that require one, the scope.
+//! Checks, in order: the header is one well-formed Bearer credential; the JOSE header names
+//! one of the algorithms steelcut verifies (EdDSA, ES256, RS256: never `none` or HMAC,
+//! whatever else it says), `typ: at+jwt`, no `crit`, and a known `kid`; the header's `alg` is
+//! the algorithm of that key (a key verifies tokens of its own algorithm only, so an RSA key
+//! never checks an ES256 or HS256 token); then the signature, with that algorithm's
+//! validation, and the presence of `exp`, `iss` and `aud`; then `exp`/`nbf` within the leeway,
+//! `iss`, `aud` and, for routes that require one, the scope.
 //!
 //! The steps up to the signature are skipped for a token found in the [`TokenCache`]; the
 //! claim checks after it run on every request, cached or not ([`check_claims`]).
@@ -22,9 +25,12 @@ use serde::Deserialize;
 
 use super::cache::TokenCache;
 use super::catalog::Route;
-use super::claims::{check_claims, check_time_and_issuer, RawClaims, VerifiedClaims, VALIDATION};
+use super::claims::{
+    check_claims, check_time_and_issuer, validation_for, RawClaims, VerifiedClaims,
+};
 use super::error::{BearerError, InvalidToken};
 use super::keys::KeyStore;
+use crate::keys::Alg;
 
 /// The JOSE header fields we check ourselves (RFC 7515 section 4.1).
 #[derive(Deserialize)]
@@ -95,8 +101,8 @@ pub fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
     Ok(token)
 }
 
-/// The header's `kid`, after the checks that need no key.
-fn check_header(token: &str) -> Result<String, InvalidToken> {
+/// The header's `alg` and `kid`, after the checks that need no key.
+fn check_header(token: &str) -> Result<(Alg, String), InvalidToken> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -108,10 +114,9 @@ fn check_header(token: &str) -> Result<String, InvalidToken> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(InvalidToken::NotJwt)?;
-    // Only EdDSA: `none` and HMAC (keyed with our public key) are the classic forgeries.
-    if header.alg != "EdDSA" {
-        return Err(InvalidToken::Algorithm);
-    }
+    // Only the algorithms of our keys: `none` and HMAC (keyed with our public key) are the
+    // classic forgeries.
+    let alg = Alg::parse(&header.alg).ok_or(InvalidToken::Algorithm)?;
     // RFC 9068 section 4: "at+jwt" or "application/at+jwt"; media types are
     // case-insensitive (RFC 7515 section 4.1.9).
     let typ = header.typ.unwrap_or_default().to_ascii_lowercase();
@@ -122,7 +127,7 @@ fn check_header(token: &str) -> Result<String, InvalidToken> {
     if header.crit.is_some() {
         return Err(InvalidToken::Critical);
     }
-    header.kid.ok_or(InvalidToken::NoKeyId)
+    Ok((alg, header.kid.ok_or(InvalidToken::NoKeyId)?))
 }
 
 fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
@@ -132,8 +137,15 @@ fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
         ErrorKind::ImmatureSignature => InvalidToken::NotYetValid,
         ErrorKind::InvalidIssuer => InvalidToken::Issuer,
         ErrorKind::InvalidAudience => InvalidToken::Audience,
-        ErrorKind::MissingRequiredClaim(_) => InvalidToken::MissingClaim,
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => InvalidToken::Algorithm,
+        // A claim the library checks that is absent or of the wrong type.
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+            InvalidToken::MissingClaim
+        }
+        // InvalidKeyFormat: a key of another type than the algorithm's (the binding of alg to
+        // key below makes it unreachable, but it means the same thing).
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::InvalidKeyFormat => InvalidToken::Algorithm,
         _ => InvalidToken::NotJwt,
     }
 }
@@ -173,9 +185,13 @@ async fn verified(
             return Ok(claims);
         }
     }
-    let kid = check_header(token)?;
+    let (alg, kid) = check_header(token)?;
     let key = keys.key(&kid).await.ok_or(InvalidToken::UnknownKey)?;
-    let raw = jsonwebtoken::decode::<RawClaims>(token, &key, &VALIDATION)
+    // The key decides the algorithm, never the token.
+    if key.alg != alg {
+        return Err(InvalidToken::Algorithm);
+    }
+    let raw = jsonwebtoken::decode::<RawClaims>(token, &key.key, validation_for(key.alg))
         .map_err(|e| from_jwt_error(&e))?
         .claims;
     let claims = Arc::new(VerifiedClaims::from_raw(kid, raw)?);

@@ -1,17 +1,18 @@
 //! What a verified token says and what a route asks of it: the claims kept after a signature
 //! check ([`VerifiedClaims`], the value the token cache holds), the signature check's
-//! requirements ([`validation`]), and the checks that run on every request, cached or not
+//! requirements ([`validation_for`]), and the checks that run on every request, cached or not
 //! ([`check_claims`]) against a route's [`Policy`].
 //!
 //! Below `bearer`, `cache` and `catalog`, which all use it; it uses none of them.
 
 use std::sync::LazyLock;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use serde::Deserialize;
 
 use super::error::{BearerError, InvalidToken};
 use crate::domain::{Resource, Scope};
+use crate::keys::Alg;
 
 /// What a route requires of a token besides a good signature.
 #[derive(Debug, Clone)]
@@ -96,7 +97,12 @@ impl VerifiedClaims {
             iss: strings(&required(raw.iss)?).ok_or(InvalidToken::MissingClaim)?,
             aud: strings(&required(raw.aud)?).ok_or(InvalidToken::MissingClaim)?,
             exp: numeric_date(&required(raw.exp)?).ok_or(InvalidToken::MissingClaim)?,
-            nbf: raw.nbf.as_ref().and_then(numeric_date),
+            // Optional, but a present `nbf` that is not a NumericDate is refused rather than
+            // ignored: `"nbf": "9999999999"` must not make a token valid before its time.
+            nbf: match &raw.nbf {
+                None => None,
+                Some(v) => Some(numeric_date(v).ok_or(InvalidToken::MissingClaim)?),
+            },
             scope: raw
                 .scope
                 .as_ref()
@@ -113,13 +119,23 @@ impl VerifiedClaims {
     }
 }
 
-/// What the signature check asks of a token besides the signature: `alg: EdDSA` and the
-/// presence of `exp`, `iss` and `aud` (RFC 9068 section 2.2). Their values are judged by
-/// [`check_claims`], which also runs for cached tokens. Built once.
-pub static VALIDATION: LazyLock<Validation> = LazyLock::new(validation);
+/// What the signature check asks of a token besides the signature: the key's algorithm and
+/// the presence of `exp`, `iss` and `aud` (RFC 9068 section 2.2). Their values are judged by
+/// [`check_claims`], which also runs for cached tokens. One per algorithm (jsonwebtoken refuses
+/// a `Validation` whose algorithms span key types), built once.
+pub fn validation_for(alg: Alg) -> &'static Validation {
+    static EDDSA: LazyLock<Validation> = LazyLock::new(|| validation(Alg::EdDsa));
+    static ES256: LazyLock<Validation> = LazyLock::new(|| validation(Alg::Es256));
+    static RS256: LazyLock<Validation> = LazyLock::new(|| validation(Alg::Rs256));
+    match alg {
+        Alg::EdDsa => &EDDSA,
+        Alg::Es256 => &ES256,
+        Alg::Rs256 => &RS256,
+    }
+}
 
-fn validation() -> Validation {
-    let mut v = Validation::new(Algorithm::EdDSA);
+fn validation(alg: Alg) -> Validation {
+    let mut v = Validation::new(alg.jwt());
     v.set_required_spec_claims(&["exp", "iss", "aud"]);
     v.validate_exp = false;
     v.validate_nbf = false;

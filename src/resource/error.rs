@@ -49,7 +49,9 @@ impl InvalidToken {
     pub fn description(self) -> &'static str {
         match self {
             Self::NotJwt => "the token is not a well-formed JWT",
-            Self::Algorithm => "the token must be signed with EdDSA",
+            Self::Algorithm => {
+                "the token is not signed with its key's algorithm (EdDSA, ES256 or RS256)"
+            }
             Self::Type => "the token is not a JWT access token (typ must be at+jwt)",
             Self::Critical => "the token uses unsupported critical header parameters",
             Self::NoKeyId => "the token has no key id",

@@ -1,45 +1,48 @@
 //! Where the public keys that verify tokens come from, and keeping them current.
 //!
-//! Every source yields a map kid → Ed25519 public key, from which the `DecodingKey`s are built
-//! once per change of the key set (never per request):
+//! Every source yields a map kid → public key (EdDSA, ES256 or RS256: the key's type fixes its
+//! algorithm), from which the verification keys are built once per change of the key set
+//! (never per request):
 //!
-//! - the auth role's own key set, shared in memory on a node with both roles (a key the auth
-//!   role loads is seen by the next request);
+//! - the auth role's own key set, shared in memory on a node with both roles: a key the auth
+//!   role loads is seen by the next request, and a retired key leaves when the rotation rules
+//!   withdraw it, at the time they say;
 //! - a key directory, a JWKS file or a directory of public key PEMs: read at start (an
 //!   unreadable source fails the start) and re-read when they change on disk;
-//! - the auth server's JWKS URL: fetched at start, cached, refreshed every `jwks_refresh`.
-//!   If the first fetch fails, the node starts anyway, reports not ready on `/readyz`, and
-//!   retries every `jwks_min_refetch`; it never stops validating with the keys it already has
-//!   because the auth server is down.
+//! - the JWKS URLs of the auth nodes: each fetched at start, cached, refreshed every
+//!   `jwks_refresh`, and the keys of all of them merged. A URL that does not answer keeps the
+//!   keys it gave last and does not hold up the others; the node is ready once any URL has
+//!   given keys. A URL that never answered is retried every `jwks_min_refetch`.
 //!
 //! [`KeyStore::version`] changes whenever the keys in force change (a key added, removed or
 //! replaced under the same kid), which is how the token cache knows to forget every token it
 //! verified with the old set.
 //!
-//! A token with an unknown `kid` triggers a reload at once, but reloads of any cause are at
-//! most one per `jwks_min_refetch`, and concurrent callers share one in-flight reload, so a
-//! flood of made-up kids cannot make the node hammer the auth server.
+//! A token with an unknown `kid` triggers a reload at once, but each source (each URL) is
+//! reloaded at most once per `jwks_min_refetch`, whatever the cause, and concurrent callers
+//! share one in-flight fetch, so a flood of made-up kids cannot make the node hammer an auth
+//! server.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ed25519_dalek::VerifyingKey;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use jsonwebtoken::DecodingKey;
 
 use crate::config::KeySource;
 use crate::files::{read_regular, ReadError};
-use crate::keys::{self, KeyError, KeySet};
+use crate::keys::{self, Alg, KeyError, KeySet, PublicJwk, Schedule};
 
 /// Why verification keys could not be loaded. Each message names the source.
 #[derive(Debug, thiserror::Error)]
 pub enum KeySourceError {
     #[error(transparent)]
     Keys(#[from] KeyError),
-    #[error("{0} holds no Ed25519 public key")]
+    #[error("{0} holds no Ed25519, P-256 or RSA public key")]
     Empty(String),
     #[error("{}: {source}", path.display())]
     Path {
@@ -84,16 +87,38 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest JWKS accepted from the network.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
-type PublicKeys = HashMap<String, VerifyingKey>;
+type PublicKeys = HashMap<String, PublicJwk>;
+
+/// A key that verifies tokens of exactly one algorithm.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// The only `alg` a token verified with this key may name.
+    pub alg: Alg,
+    pub key: DecodingKey,
+}
+
+/// One JWKS URL: what it gave last and when it was last asked.
+struct Remote {
+    url: String,
+    /// The keys of its last successful fetch (kept while it does not answer).
+    keys: ArcSwap<PublicKeys>,
+    /// When it was last fetched; held across a fetch so that concurrent callers wait for it
+    /// instead of starting their own.
+    gate: tokio::sync::Mutex<Option<Instant>>,
+    /// Bumped by every finished fetch of this URL.
+    generation: AtomicU64,
+    /// Whether the last fetch failed (so an outage is logged once, and its end once).
+    failing: AtomicBool,
+}
 
 /// How keys are (re)loaded.
 enum Loader {
     /// The auth role's key set on this node, replaced as a whole when it reloads.
     Shared(Arc<ArcSwap<KeySet>>),
     Disk(Disk),
-    Url {
+    Urls {
         client: reqwest::Client,
-        url: String,
+        remotes: Vec<Remote>,
     },
 }
 
@@ -101,7 +126,7 @@ enum Loader {
 #[derive(Debug, Clone)]
 enum Disk {
     /// A private key directory read by a node that does not sign.
-    KeyDir(PathBuf),
+    KeyDir(PathBuf, Schedule),
     JwksFile(PathBuf),
     PublicDir(PathBuf),
 }
@@ -109,7 +134,7 @@ enum Disk {
 impl Disk {
     fn describe(&self) -> String {
         match self {
-            Self::KeyDir(d) => format!("key directory {}", d.display()),
+            Self::KeyDir(d, _) => format!("key directory {}", d.display()),
             Self::JwksFile(f) => format!("JWKS file {}", f.display()),
             Self::PublicDir(d) => format!("public key directory {}", d.display()),
         }
@@ -118,7 +143,9 @@ impl Disk {
     /// Reads the keys (blocking).
     fn read(&self) -> Result<PublicKeys, KeySourceError> {
         let keys = match self {
-            Self::KeyDir(dir) => KeySet::load(dir)?.public_keys(),
+            Self::KeyDir(dir, schedule) => {
+                KeySet::load(dir, *schedule)?.public_keys(crate::time::now_millis())
+            }
             Self::JwksFile(file) => {
                 let bytes = read_regular(file, MAX_JWKS_BYTES as u64).map_err(|source| {
                     KeySourceError::File {
@@ -136,18 +163,19 @@ impl Disk {
         if keys.is_empty() {
             return Err(KeySourceError::Empty(self.describe()));
         }
-        Ok(keys)
+        Ok(keys.into_iter().collect())
     }
 }
 
-/// The decoding keys in force.
+/// The verification keys in force.
 struct Current {
-    keys: Arc<HashMap<String, DecodingKey>>,
+    keys: Arc<HashMap<String, VerifyKey>>,
     /// The public keys they were built from, to tell a real change from a reload that found
     /// the same keys.
     public: PublicKeys,
-    /// For [`Loader::Shared`]: the key set these were built from.
-    built_from: Option<Arc<KeySet>>,
+    /// For [`Loader::Shared`]: the key set these were built from, and until when (the next
+    /// change of its published keys) they hold.
+    built_from: Option<(Arc<KeySet>, Option<i64>)>,
 }
 
 /// The verification keys of the resource role.
@@ -158,52 +186,62 @@ pub struct KeyStore {
     /// Serializes the writers of `current` (rare: reloads), so that `changes` counts each
     /// change once.
     writer: parking_lot::Mutex<()>,
-    /// When the last reload was attempted; held across a reload so that concurrent callers
-    /// wait for it instead of starting their own.
+    /// For a source on disk: when it was last read (see [`Remote::gate`]).
     gate: tokio::sync::Mutex<Option<Instant>>,
-    /// Bumped by every successful reload.
+    /// Bumped by every successful reload of a source on disk.
     generation: AtomicU64,
     /// Bumped when the keys in force change (see [`KeyStore::version`]).
     changes: AtomicU64,
-    /// Every fetch of a JWKS URL, the first one included, successful or not.
+    /// Every fetch of a JWKS URL, the first ones included, successful or not.
     fetches: AtomicU64,
     min_refetch: Duration,
 }
 
-fn decoding_keys(keys: &PublicKeys) -> Arc<HashMap<String, DecodingKey>> {
-    Arc::new(
-        keys.iter()
-            .map(|(kid, key)| (kid.clone(), DecodingKey::from_ed_der(key.as_bytes())))
-            .collect(),
-    )
+fn verify_keys(keys: &PublicKeys) -> Arc<HashMap<String, VerifyKey>> {
+    let mut out = HashMap::new();
+    for (kid, key) in keys {
+        match key.decoding_key() {
+            Ok(decoding) => {
+                out.insert(
+                    kid.clone(),
+                    VerifyKey {
+                        alg: key.alg(),
+                        key: decoding,
+                    },
+                );
+            }
+            Err(error) => tracing::warn!(%kid, %error, "unusable verification key skipped"),
+        }
+    }
+    Arc::new(out)
 }
 
-fn read_shared(shared: &ArcSwap<KeySet>) -> Arc<KeySet> {
-    shared.load_full()
+fn http_client() -> Result<reqwest::Client, KeySourceError> {
+    reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(KeySourceError::Client)
 }
 
 impl KeyStore {
     /// Loads the keys of `source`. `shared` is the auth role's key set on a node that also
-    /// signs; with it, a [`KeySource::Local`] source reads nothing from disk.
+    /// signs; with it, a [`KeySource::Local`] source reads nothing from disk. `schedule` is
+    /// the rotation rules for a key directory read without the auth role.
     pub async fn build(
         source: &KeySource,
         shared: Option<Arc<ArcSwap<KeySet>>>,
+        schedule: Schedule,
         min_refetch: Duration,
     ) -> Result<Self, KeySourceError> {
         let loader = match (source, shared) {
             (KeySource::Local(_), Some(shared)) => Loader::Shared(shared),
-            (KeySource::Local(dir), None) => Loader::Disk(Disk::KeyDir(absolute(dir)?)),
+            (KeySource::Local(dir), None) => Loader::Disk(Disk::KeyDir(absolute(dir)?, schedule)),
             (KeySource::JwksFile(f), _) => Loader::Disk(Disk::JwksFile(absolute(f)?)),
             (KeySource::PublicKeysDir(d), _) => Loader::Disk(Disk::PublicDir(absolute(d)?)),
-            // Validation guarantees at least one URL. Only the first is fetched here: merging
-            // the key sets of several auth nodes belongs to the key store, not to this match.
-            (KeySource::JwksUrl(urls), _) => Loader::Url {
-                client: reqwest::Client::builder()
-                    .timeout(FETCH_TIMEOUT)
-                    .connect_timeout(FETCH_TIMEOUT)
-                    .build()
-                    .map_err(KeySourceError::Client)?,
-                url: urls.first().cloned().unwrap_or_default(),
+            (KeySource::JwksUrl(urls), _) => Loader::Urls {
+                client: http_client()?,
+                remotes: urls.iter().map(|url| Remote::new(url)).collect(),
             },
         };
         let store = Self {
@@ -222,18 +260,17 @@ impl KeyStore {
         };
         match &store.loader {
             Loader::Shared(_) => {}
-            Loader::Url { url, .. } => {
+            Loader::Urls { .. } => {
                 if !store.refresh().await {
                     tracing::warn!(
-                        %url,
                         retry_secs = min_refetch.as_secs(),
-                        "starting without verification keys; will retry the JWKS fetch"
+                        "starting without verification keys: no JWKS URL answered; will retry"
                     );
                 }
             }
             Loader::Disk(_) => {
                 *store.gate.lock().await = Some(Instant::now());
-                let keys = store.load().await?;
+                let keys = store.load_disk().await?;
                 tracing::info!(source = %store.describe(), keys = keys.len(), "verification keys loaded");
                 store.install(&keys);
             }
@@ -246,7 +283,10 @@ impl KeyStore {
         match &self.loader {
             Loader::Shared(_) => "the local signing keys".into(),
             Loader::Disk(disk) => disk.describe(),
-            Loader::Url { url, .. } => format!("JWKS {url}"),
+            Loader::Urls { remotes, .. } => {
+                let urls: Vec<&str> = remotes.iter().map(|r| r.url.as_str()).collect();
+                format!("JWKS {}", urls.join(", "))
+            }
         }
     }
 
@@ -254,50 +294,51 @@ impl KeyStore {
     pub fn watch_dir(&self) -> Option<PathBuf> {
         match &self.loader {
             Loader::Disk(Disk::JwksFile(f)) => f.parent().map(Path::to_owned),
-            Loader::Disk(Disk::PublicDir(d) | Disk::KeyDir(d)) => Some(d.clone()),
-            Loader::Shared(_) | Loader::Url { .. } => None,
+            Loader::Disk(Disk::PublicDir(d) | Disk::KeyDir(d, _)) => Some(d.clone()),
+            Loader::Shared(_) | Loader::Urls { .. } => None,
         }
     }
 
-    /// Whether the source is fetched periodically (only the JWKS URL is).
+    /// Whether the source is fetched periodically (only JWKS URLs are).
     pub fn is_remote(&self) -> bool {
-        matches!(self.loader, Loader::Url { .. })
+        matches!(self.loader, Loader::Urls { .. })
     }
 
     /// Whether there is at least one key to verify with.
     pub fn is_ready(&self) -> bool {
-        match &self.loader {
-            Loader::Shared(shared) => !read_shared(shared).is_empty(),
-            _ => !self.snapshot().is_empty(),
-        }
+        self.sync_shared();
+        !self.snapshot().is_empty()
     }
 
-    /// How many times a JWKS URL has been fetched, the first fetch included.
+    /// How many times a JWKS URL has been fetched, the first fetches included.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, DecodingKey>> {
+    fn snapshot(&self) -> Arc<HashMap<String, VerifyKey>> {
         self.current.load().keys.clone()
     }
 
+    /// Puts `keys` in force (a reload of a source other than the shared key set).
     fn install(&self, keys: &PublicKeys) {
-        {
-            let _writer = self.writer.lock();
-            let current = self.current.load_full();
-            self.replace(&current, keys, current.built_from.clone());
-        }
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _writer = self.writer.lock();
+        let current = self.current.load_full();
+        self.replace(&current, keys, None);
     }
 
     /// Puts `keys` in force (built from `built_from`), counting a change if they differ from
     /// the keys in force. Called with `writer` held. The counter moves after the swap: whoever
     /// reads the new version and then looks a key up sees the new keys.
-    fn replace(&self, current: &Current, keys: &PublicKeys, built_from: Option<Arc<KeySet>>) {
+    fn replace(
+        &self,
+        current: &Current,
+        keys: &PublicKeys,
+        built_from: Option<(Arc<KeySet>, Option<i64>)>,
+    ) {
         let changed = current.public != *keys;
         self.current.store(Arc::new(Current {
             keys: if changed {
-                decoding_keys(keys)
+                verify_keys(keys)
             } else {
                 current.keys.clone()
             },
@@ -309,23 +350,29 @@ impl KeyStore {
         }
     }
 
-    /// For the auth role's key set: rebuilds the decoding keys if that set was replaced (by a
-    /// reload) since they were built.
+    /// For the auth role's key set: rebuilds the verification keys if that set was replaced
+    /// (by a reload) or its published keys changed with the clock since they were built.
     fn sync_shared(&self) {
         let Loader::Shared(shared) = &self.loader else {
             return;
         };
-        let set = read_shared(shared);
-        let built_from = |c: &Current| c.built_from.as_ref().is_some_and(|b| Arc::ptr_eq(b, &set));
-        if built_from(&self.current.load()) {
+        let set = shared.load_full();
+        let now = crate::time::now_millis();
+        let fresh = |c: &Current| {
+            c.built_from
+                .as_ref()
+                .is_some_and(|(b, until)| Arc::ptr_eq(b, &set) && until.is_none_or(|t| now < t))
+        };
+        if fresh(&self.current.load()) {
             return;
         }
-        let public = set.public_keys();
+        let public: PublicKeys = set.public_keys(now).into_iter().collect();
+        let until = set.next_change(now);
         let _writer = self.writer.lock();
         let current = self.current.load_full();
         // Another request may have rebuilt them while this one waited for the lock.
-        if !built_from(&current) {
-            self.replace(&current, &public, Some(set));
+        if !fresh(&current) {
+            self.replace(&current, &public, Some((set, until)));
         }
     }
 
@@ -337,27 +384,115 @@ impl KeyStore {
     }
 
     /// The key for `kid` among the keys in force, without reloading.
-    fn lookup(&self, kid: &str) -> Option<DecodingKey> {
+    fn lookup(&self, kid: &str) -> Option<VerifyKey> {
         self.sync_shared();
         self.snapshot().get(kid).cloned()
     }
 
-    /// The key for `kid`; an unknown kid triggers a reload (rate limited, shared).
-    pub async fn key(&self, kid: &str) -> Option<DecodingKey> {
+    /// The key for `kid`; an unknown kid triggers a reload of every source (rate limited per
+    /// source, shared with concurrent callers), and the answer comes as soon as one source
+    /// knows the kid.
+    pub async fn key(&self, kid: &str) -> Option<VerifyKey> {
         if let Some(key) = self.lookup(kid) {
             return Some(key);
         }
-        if matches!(self.loader, Loader::Shared(_)) {
+        match &self.loader {
             // The auth role owns its key set; a kid it does not know is simply unknown.
-            return None;
+            Loader::Shared(_) => None,
+            Loader::Disk(_) => {
+                self.refresh_disk().await;
+                self.lookup(kid)
+            }
+            Loader::Urls { client, remotes } => {
+                let mut fetches: FuturesUnordered<_> = remotes
+                    .iter()
+                    .map(|r| self.refresh_remote(client, r))
+                    .collect();
+                while fetches.next().await.is_some() {
+                    if let Some(key) = self.lookup(kid) {
+                        return Some(key);
+                    }
+                }
+                None
+            }
         }
-        self.refresh().await;
-        self.lookup(kid)
     }
 
-    /// Reloads the source unless another reload finished while this one waited or the last
-    /// attempt was less than `jwks_min_refetch` ago. Returns whether the keys are fresh.
+    /// Reloads every source that the rate limit allows, all URLs at once. Returns whether any
+    /// gave keys.
     pub async fn refresh(&self) -> bool {
+        match &self.loader {
+            Loader::Shared(_) => true,
+            Loader::Disk(_) => self.refresh_disk().await,
+            Loader::Urls { client, remotes } => {
+                let fetches = remotes.iter().map(|r| self.refresh_remote(client, r));
+                futures_util::future::join_all(fetches)
+                    .await
+                    .into_iter()
+                    .any(|ok| ok)
+            }
+        }
+    }
+
+    /// The periodic refresh of the JWKS URLs (a task of the resource role, for the life of
+    /// the node): a URL is fetched again `every` after its last fetch, or `retry` after it if
+    /// it never gave keys.
+    pub async fn run_refresh(&self, every: Duration, retry: Duration) {
+        let Loader::Urls { client, remotes } = &self.loader else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(every.min(retry)).await;
+            let due = remotes.iter().filter(|r| r.due(every, retry));
+            futures_util::future::join_all(due.map(|r| self.refresh_remote(client, r))).await;
+        }
+    }
+
+    /// Fetches one URL unless another fetch of it finished while this one waited or it was
+    /// fetched less than `jwks_min_refetch` ago; merges the keys of all URLs into the keys in
+    /// force. Returns whether this URL's keys are fresh.
+    async fn refresh_remote(&self, client: &reqwest::Client, remote: &Remote) -> bool {
+        let seen = remote.generation.load(Ordering::Acquire);
+        let mut last = remote.gate.lock().await;
+        if remote.generation.load(Ordering::Acquire) != seen {
+            return !remote.failing.load(Ordering::Acquire);
+        }
+        if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let result = fetch(client, &remote.url).await;
+        let ok = result.is_ok();
+        remote.record(result);
+        remote.generation.fetch_add(1, Ordering::AcqRel);
+        if ok {
+            self.merge_remotes();
+        }
+        ok
+    }
+
+    /// Installs the union of every URL's keys (the first URL naming a kid wins).
+    fn merge_remotes(&self) {
+        let Loader::Urls { remotes, .. } = &self.loader else {
+            return;
+        };
+        let mut merged = PublicKeys::new();
+        for remote in remotes {
+            for (kid, key) in remote.keys.load().iter() {
+                merged.entry(kid.clone()).or_insert_with(|| key.clone());
+            }
+        }
+        let before = self.current.load().public.len();
+        if merged != self.current.load().public {
+            tracing::info!(source = %self.describe(), keys = merged.len(), before, "verification keys loaded");
+        }
+        self.install(&merged);
+    }
+
+    /// Reloads a source on disk, at most once per `jwks_min_refetch` (concurrent callers wait
+    /// for the reload in flight). Returns whether the keys are fresh.
+    async fn refresh_disk(&self) -> bool {
         let seen = self.generation.load(Ordering::Acquire);
         let mut last = self.gate.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {
@@ -367,23 +502,14 @@ impl KeyStore {
             return false;
         }
         *last = Some(Instant::now());
-        match self.load().await {
+        match self.load_disk().await {
             Ok(keys) => {
-                let before = self.snapshot();
-                let changed =
-                    keys.len() != before.len() || keys.keys().any(|kid| !before.contains_key(kid));
-                if changed {
-                    tracing::info!(source = %self.describe(), keys = keys.len(), "verification keys loaded");
-                }
                 self.install(&keys);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 true
             }
             Err(error) => {
-                tracing::warn!(
-                    source = %self.describe(),
-                    %error,
-                    "cannot reload verification keys; keeping the ones in force"
-                );
+                tracing::warn!(source = %self.describe(), %error, "cannot reload verification keys; keeping the ones in force");
                 false
             }
         }
@@ -399,6 +525,7 @@ impl KeyStore {
             Ok(keys) => {
                 tracing::info!(source = %self.describe(), keys = keys.len(), "verification keys reloaded");
                 self.install(&keys);
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
             Err(error) => tracing::warn!(
                 source = %self.describe(),
@@ -408,17 +535,55 @@ impl KeyStore {
         }
     }
 
-    /// One load of the source.
-    async fn load(&self) -> Result<PublicKeys, KeySourceError> {
-        match &self.loader {
-            Loader::Url { client, url } => {
-                self.fetches.fetch_add(1, Ordering::Relaxed);
-                fetch(client, url).await
+    async fn load_disk(&self) -> Result<PublicKeys, KeySourceError> {
+        let Loader::Disk(disk) = &self.loader else {
+            return Ok(PublicKeys::new());
+        };
+        let disk = disk.clone();
+        tokio::task::spawn_blocking(move || disk.read()).await?
+    }
+}
+
+impl Remote {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            keys: ArcSwap::from_pointee(PublicKeys::new()),
+            gate: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the periodic refresh should fetch this URL now (never while a fetch of it is
+    /// in flight).
+    fn due(&self, every: Duration, retry: Duration) -> bool {
+        let Ok(last) = self.gate.try_lock() else {
+            return false;
+        };
+        let wait = if self.keys.load().is_empty() {
+            retry
+        } else {
+            every
+        };
+        last.is_none_or(|t| t.elapsed() >= wait)
+    }
+
+    /// Keeps the keys of a successful fetch; logs the start and the end of an outage once.
+    fn record(&self, result: Result<PublicKeys, KeySourceError>) {
+        match result {
+            Ok(keys) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(url = %self.url, "JWKS URL answers again");
+                }
+                self.keys.store(Arc::new(keys));
             }
-            Loader::Shared(shared) => Ok(read_shared(shared).public_keys()),
-            Loader::Disk(disk) => {
-                let disk = disk.clone();
-                tokio::task::spawn_blocking(move || disk.read()).await?
+            Err(error) => {
+                if self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::debug!(url = %self.url, %error, "JWKS URL still unreachable");
+                } else {
+                    tracing::warn!(url = %self.url, %error, "cannot fetch the JWKS; keeping the keys it gave last");
+                }
             }
         }
     }
@@ -431,7 +596,7 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf, KeySourceError> {
     })
 }
 
-/// One GET of the JWKS, bounded in time and size.
+/// One GET of a JWKS, bounded in time and size.
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<PublicKeys, KeySourceError> {
     let failed = |source| KeySourceError::Fetch {
         url: url.to_owned(),
@@ -460,5 +625,5 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<PublicKeys, KeySou
     if keys.is_empty() {
         return Err(KeySourceError::Empty(format!("JWKS {url}")));
     }
-    Ok(keys)
+    Ok(keys.into_iter().collect())
 }

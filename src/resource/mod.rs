@@ -28,7 +28,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::ResourceConfig;
 use crate::http::response::{self, Body};
-use crate::keys::KeySet;
+use crate::keys::{KeySet, Schedule};
 use crate::metrics::Metrics;
 use cache::TokenCache;
 use catalog::{Catalog, DocumentError, Route};
@@ -98,16 +98,24 @@ fn watch_files(catalog: &Arc<Catalog>, keys: &Arc<KeyStore>) -> Result<watch::Wa
 
 impl ResourceState {
     /// Loads every document and the verification keys, and starts watching the files.
-    /// `local_keys` is the auth role's key set on a node that plays both roles. Must be
+    /// `local_keys` is the auth role's key set on a node that plays both roles, `key_schedule`
+    /// the rotation rules for a key directory read without it. Must be
     /// called inside a Tokio runtime.
     pub async fn build(
         config: &ResourceConfig,
         local_keys: Option<Arc<ArcSwap<KeySet>>>,
+        key_schedule: Schedule,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ResourceError> {
         let catalog = Arc::new(Catalog::build(config, &metrics)?);
         let keys = Arc::new(
-            KeyStore::build(&config.key_source, local_keys, config.jwks_min_refetch).await?,
+            KeyStore::build(
+                &config.key_source,
+                local_keys,
+                key_schedule,
+                config.jwks_min_refetch,
+            )
+            .await?,
         );
 
         let watch = watch_files(&catalog, &keys)?;
@@ -115,16 +123,12 @@ impl ResourceState {
         let refresh = keys.is_remote().then(|| {
             let keys = keys.clone();
             let every = config.jwks_refresh;
-            // Until the first fetch succeeds, retry at the pace the rate limit allows.
+            // A URL that never gave keys is retried at the pace the rate limit allows.
             let retry = config
                 .jwks_min_refetch
                 .max(std::time::Duration::from_secs(1));
             AbortOnDropHandle::new(tokio::spawn(async move {
-                loop {
-                    let wait = if keys.is_ready() { every } else { retry };
-                    tokio::time::sleep(wait).await;
-                    keys.refresh().await;
-                }
+                keys.run_refresh(every, retry).await;
             }))
         });
 
@@ -180,7 +184,7 @@ impl ResourceState {
         self.keys.is_ready()
     }
 
-    /// Fetches of the JWKS URL (every attempt), the first one included.
+    /// Fetches of the JWKS URLs (every attempt), the first ones included.
     pub fn jwks_fetches(&self) -> u64 {
         self.keys.fetches()
     }

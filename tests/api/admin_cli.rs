@@ -299,38 +299,43 @@ async fn client_list_and_show_never_print_a_secret_or_a_hash() {
 }
 
 #[tokio::test]
-async fn keys_generate_and_keys_list_show_which_key_signs() {
+async fn keys_generate_and_keys_list_show_each_keys_state_and_when_it_changes() {
     // 1. The first start made one key; generate two more.
     let app = spawn_app().await;
     let first = ok_kid(&app.cli(&["keys", "generate"]));
     let second = ok_kid(&app.cli(&["keys", "generate"]));
     assert_ne!(first, second);
-    // 2. The list has all three, each with its creation time; only the newest signs.
+    // 2. The table has a header and the three keys; the first key still signs, the new ones
+    //    are published and say when they would sign.
     let out = app.cli(&["keys", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    assert!(
-        header.contains("KID") && header.contains("CREATED") && header.contains("SIGNING"),
-        "{text}"
-    );
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows.len(), 3, "{text}");
-    for row in &rows {
-        assert_eq!(row.len(), 3, "{text}");
-        assert!(
-            row[1].len() == 20 && row[1].ends_with('Z') && row[1].contains('T'),
-            "{text}"
-        );
+    let header = text.lines().next().unwrap();
+    for column in ["KID", "ALG", "STATE", "CREATED", "NEXT"] {
+        assert!(header.contains(column), "{text}");
     }
-    let signing: Vec<&str> = rows
-        .iter()
-        .filter(|r| r[2] == "yes")
-        .map(|r| r[0])
+    assert_eq!(text.lines().count(), 4, "{text}");
+    let out = app.cli(&["keys", "list", "--json"]);
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(signing, [second.as_str()], "{text}");
-    assert!(rows.iter().any(|r| r[0] == first && r[2] == "no"), "{text}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in &rows {
+        let created = row["created"].as_str().unwrap();
+        assert!(created.len() == 20 && created.ends_with('Z'), "{row}");
+        assert_eq!(row["alg"], "EdDSA");
+    }
+    let state = |kid: &str| rows.iter().find(|r| r["kid"] == kid).unwrap().clone();
+    let signing: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r["state"] == "signing").collect();
+    assert_eq!(signing.len(), 1, "{rows:?}");
+    assert_ne!(signing[0]["kid"], first.as_str());
+    assert_ne!(signing[0]["kid"], second.as_str());
+    for kid in [&first, &second] {
+        assert_eq!(state(kid)["state"], "published");
+        assert_eq!(state(kid)["next_state"], "signing");
+    }
 }
 
 fn ok_kid(out: &std::process::Output) -> String {

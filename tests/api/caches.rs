@@ -485,7 +485,12 @@ async fn a_signing_key_removed_by_a_reload_stops_validating_its_cached_tokens_at
         let path = entry.unwrap().path();
         let pem = std::fs::read_to_string(&path).unwrap_or_default();
         let kid = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-            .map(|k| steelcut::keys::thumbprint(&k.verifying_key()))
+            .map(|k| {
+                steelcut::keys::PublicJwk::Okp {
+                    x: k.verifying_key().to_bytes(),
+                }
+                .thumbprint()
+            })
             .unwrap_or_default();
         if kid == old_key.kid {
             std::fs::remove_file(&path).unwrap();

@@ -5,19 +5,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 mod admin_cli;
+mod algorithms;
 mod caches;
 mod check_config;
 mod client_cli;
 mod discovery;
 mod docs;
+mod gateway;
 mod helpers;
 mod hostile;
 mod hot_reload;
+mod key_files;
 mod outage;
 mod pg;
 mod postgres;
 mod process;
 mod remote_jwks;
 mod resource;
+mod rotation;
 mod throttle;
 mod token;
+mod tools;

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use super::paths::{creatable, writable, Uncreatable};
 use super::plan::Report;
-use crate::keys::{KeyError, KeySet};
+use crate::keys::{Alg, KeyError, KeySet, Schedule};
 
 const KEY: &str = "`[keys] dir`";
 
-/// Checks the key directory; `signs` when this node generates a first key if there is none.
-pub(super) fn check_key_dir(dir: &Path, signs: bool, r: &mut Report) {
+/// Checks the key directory; `signs` is the algorithm of a node that signs, which generates a
+/// key of it if there is none.
+pub(super) fn check_key_dir(dir: &Path, signs: Option<Alg>, r: &mut Report) {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => r.problem(KEY, format!("{} is not a directory", dir.display())),
         Ok(m) => {
@@ -55,8 +56,9 @@ pub(super) fn check_key_dir(dir: &Path, signs: bool, r: &mut Report) {
 }
 
 /// An existing directory: every key file owner-only (each refused file named with its fix),
-/// every key parses, and a node that signs has a key or may write one.
-fn check_keys(dir: &Path, signs: bool, r: &mut Report) {
+/// every key parses, and a node that signs has a key or may write one; a key of its signing
+/// algorithm, or a warning that another algorithm will sign.
+fn check_keys(dir: &Path, signs: Option<Alg>, r: &mut Report) {
     let files = match key_files(dir) {
         Ok(files) => files,
         Err(e) => {
@@ -79,18 +81,36 @@ fn check_keys(dir: &Path, signs: bool, r: &mut Report) {
     if refused {
         return;
     }
-    match KeySet::load(dir) {
-        Err(e) => r.problem(KEY, e.to_string()),
-        Ok(set) if set.is_empty() && signs => {
-            if let Err(e) = writable(dir) {
-                let e = KeyError::NoKeyNotWritable {
-                    dir: dir.to_owned(),
-                    cause: e.to_string(),
-                };
-                r.problem(KEY, e.to_string());
-            }
+    // Loading is all that is checked here: which key signs depends on the clock, not on the file.
+    let set = match KeySet::load(dir, Schedule::default()) {
+        Err(e) => return r.problem(KEY, e.to_string()),
+        Ok(set) => set,
+    };
+    let Some(alg) = signs else {
+        return;
+    };
+    let now = crate::time::now_millis();
+    let has_alg = set
+        .entries()
+        .any(|k| k.signer.alg() == alg && k.retired_ms.is_none_or(|t| t > now));
+    match writable(dir) {
+        Err(e) if set.is_empty() => {
+            let e = KeyError::NoKeyNotWritable {
+                dir: dir.to_owned(),
+                cause: e.to_string(),
+            };
+            r.problem(KEY, e.to_string());
         }
-        Ok(_) => {}
+        Err(e) if !has_alg => r.warning(
+            "`[keys] signing_alg`",
+            format!(
+                "{} holds no {alg} key and cannot be written ({e}): a key of another algorithm \
+                 keeps signing; run `steelcutd keys generate --alg {alg}` as a user that may \
+                 write there, then reload",
+                dir.display()
+            ),
+        ),
+        _ => {}
     }
 }
 

@@ -11,10 +11,11 @@ use crate::config::types::{Config, DatabaseConfig, TlsConfig};
 #[derive(Debug)]
 pub(crate) enum Check {
     Tls(TlsConfig),
-    /// `signs`: the node generates a first key when the directory holds none.
+    /// `signs`: the algorithm the node signs with, if it signs: it generates a key of it when
+    /// the directory holds none.
     KeyDir {
         dir: PathBuf,
-        signs: bool,
+        signs: Option<crate::keys::Alg>,
     },
     Database(DatabaseConfig),
     JwksFile(PathBuf),

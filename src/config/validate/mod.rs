@@ -74,7 +74,7 @@ pub(crate) fn validate(
     if let Some(k) = &keys {
         plan.push(Check::KeyDir {
             dir: k.dir.clone(),
-            signs: roles.auth,
+            signs: roles.auth.then_some(k.signing_alg),
         });
     }
     if let (true, Some(d)) = (roles.auth, &database) {

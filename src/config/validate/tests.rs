@@ -253,3 +253,29 @@ fn the_new_scalars_and_lists_can_be_set_from_the_environment() {
         ["`[auth.limits] max_tracked` (from STEELCUT_AUTH_LIMITS_MAX_TRACKED)"]
     );
 }
+
+#[test]
+fn by_default_a_new_key_is_published_longer_than_a_jwks_refresh_plus_a_margin() {
+    // A resource server that fetches a remote JWKS learns of a new key at most one refresh
+    // after it is published; a key that signed before then could have its first tokens
+    // refused. The margin covers one failed fetch's retry and clock skew between nodes.
+    const MARGIN: Duration = Duration::from_secs(60);
+    let c = load_with(&both([""; 5]), &[]).unwrap_or_else(|p| panic!("{p:?}"));
+    let publish = c
+        .keys
+        .as_ref()
+        .map(|k| k.publish_before_sign)
+        .unwrap_or_default();
+    let refresh = c
+        .resource
+        .as_ref()
+        .map(|r| r.jwks_refresh)
+        .unwrap_or_default();
+    assert_eq!(refresh, Duration::from_secs(300));
+    assert!(publish > refresh + MARGIN, "{publish:?} vs {refresh:?}");
+    // The schedule the daemon runs with is the configuration's, and a retired key stays
+    // published for the token lifetime plus the leeway.
+    let schedule = c.key_schedule().unwrap_or_default();
+    assert_eq!(schedule.publish_before_sign, publish);
+    assert_eq!(schedule.retire_grace, Duration::from_secs(3600 + 30));
+}
