@@ -17,7 +17,7 @@ use argon2::password_hash::PasswordHash;
 use super::admin::{client_context, print_json};
 use super::args::DbArgs;
 use crate::config::DatabaseUrl;
-use crate::domain::{ClientId, Resource, CLIENT_CREDENTIALS};
+use crate::domain::{ClientId, InvalidIdentifier, Resource, CLIENT_CREDENTIALS};
 use crate::store::clients::NewClient;
 use crate::store::original::{self, OriginalRow};
 
@@ -43,6 +43,19 @@ const IMPORTED_NAME: &str = "imported from steelcut-oauth";
 struct Refused {
     client_id: String,
     reason: String,
+}
+
+/// Why a row cannot be imported.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    #[error(transparent)]
+    Identifier(#[from] InvalidIdentifier),
+    #[error("unknown grant type {0:?}")]
+    GrantType(String),
+    #[error("the secret column is not an argon2 PHC string")]
+    NotArgon2,
+    #[error("another row for this id has a different secret or grant type")]
+    Conflict,
 }
 
 /// `client import`.
@@ -81,7 +94,7 @@ fn judge(rows: Vec<OriginalRow>) -> (Vec<NewClient>, Vec<Refused>) {
         match judge_row(row) {
             Err(reason) => refused.push(Refused {
                 client_id: id,
-                reason,
+                reason: reason.to_string(),
             }),
             Ok(new) => match clients.get_mut(&id) {
                 None => {
@@ -99,7 +112,7 @@ fn judge(rows: Vec<OriginalRow>) -> (Vec<NewClient>, Vec<Refused>) {
                 }
                 Some(_) => refused.push(Refused {
                     client_id: id,
-                    reason: "another row for this id has a different secret or grant type".into(),
+                    reason: BadRow::Conflict.to_string(),
                 }),
             },
         }
@@ -107,13 +120,13 @@ fn judge(rows: Vec<OriginalRow>) -> (Vec<NewClient>, Vec<Refused>) {
     (clients.into_values().collect(), refused)
 }
 
-fn judge_row(row: OriginalRow) -> Result<NewClient, String> {
+fn judge_row(row: OriginalRow) -> Result<NewClient, BadRow> {
     let id = row.client_id.unwrap_or_default();
-    let client_id = ClientId::parse(id.trim()).map_err(|e| e.to_string())?;
+    let client_id = ClientId::parse(id.trim())?;
     let grant = row.grant_type.unwrap_or_default();
     let grant = grant.trim();
     if !KNOWN_GRANT_TYPES.contains(&grant) {
-        return Err(format!("unknown grant type {grant:?}"));
+        return Err(BadRow::GrantType(grant.to_owned()));
     }
     if grant != CLIENT_CREDENTIALS {
         eprintln!(
@@ -123,7 +136,7 @@ fn judge_row(row: OriginalRow) -> Result<NewClient, String> {
     let hash = row.client_secret.unwrap_or_default();
     check_phc(&hash)?;
     let resource = row.resource.unwrap_or_default();
-    let resource = Resource::parse(resource.trim()).map_err(|e| e.to_string())?;
+    let resource = Resource::parse(resource.trim())?;
     Ok(NewClient {
         client_id,
         name: IMPORTED_NAME.into(),
@@ -135,13 +148,12 @@ fn judge_row(row: OriginalRow) -> Result<NewClient, String> {
 }
 
 /// Whether `hash` is an argon2 PHC string this server can verify.
-fn check_phc(hash: &str) -> Result<(), String> {
-    let refuse = || "the secret column is not an argon2 PHC string".to_owned();
-    let parsed = PasswordHash::new(hash).map_err(|_| refuse())?;
-    argon2::Algorithm::try_from(parsed.algorithm).map_err(|_| refuse())?;
-    argon2::Params::try_from(&parsed).map_err(|_| refuse())?;
+fn check_phc(hash: &str) -> Result<(), BadRow> {
+    let parsed = PasswordHash::new(hash).map_err(|_| BadRow::NotArgon2)?;
+    argon2::Algorithm::try_from(parsed.algorithm).map_err(|_| BadRow::NotArgon2)?;
+    argon2::Params::try_from(&parsed).map_err(|_| BadRow::NotArgon2)?;
     if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err(refuse());
+        return Err(BadRow::NotArgon2);
     }
     Ok(())
 }

@@ -74,8 +74,13 @@ pub enum KeysCommand {
     },
 }
 
-fn parse_alg(s: &str) -> Result<Alg, String> {
-    Alg::parse(s).ok_or_else(|| format!("{s:?} is not EdDSA, ES256 or RS256"))
+/// `--alg` names none of the algorithms.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not EdDSA, ES256 or RS256")]
+struct UnknownAlg(String);
+
+fn parse_alg(s: &str) -> Result<Alg, UnknownAlg> {
+    Alg::parse(s).ok_or_else(|| UnknownAlg(s.to_owned()))
 }
 
 /// `keys ...`.

@@ -133,12 +133,12 @@ impl PublicJwk {
     /// Whether this is a key steelcut verifies with: a point on its curve, an RSA key of
     /// 2048 to 8192 bits with exponent 65537 (aws-lc-rs would parse smaller moduli here and
     /// only refuse them at verification).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadKey> {
         use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
         match self {
             Self::Okp { x } => ed25519_dalek::VerifyingKey::from_bytes(x)
                 .map(|_| ())
-                .map_err(|e| format!("not an Ed25519 key: {e}")),
+                .map_err(BadKey::Ed25519),
             Self::Ec { x, y } => {
                 let mut point = Vec::with_capacity(65);
                 point.push(4);
@@ -147,23 +147,46 @@ impl PublicJwk {
                 UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
                     .parse()
                     .map(|_| ())
-                    .map_err(|_| "not a point on P-256".to_owned())
+                    .map_err(|_| BadKey::P256)
             }
             Self::Rsa { n, e } => {
                 if e.as_slice() != RSA_E {
-                    return Err("the RSA public exponent must be 65537".into());
+                    return Err(BadKey::RsaExponent);
                 }
                 let bits = (n.len() * 8)
                     .saturating_sub(n.first().map_or(8, |b| b.leading_zeros() as usize));
                 if !RSA_BITS.contains(&bits) {
-                    return Err(format!(
-                        "an RSA modulus of {bits} bits (2048 to 8192 accepted)"
-                    ));
+                    return Err(BadKey::RsaBits(bits));
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// Why a public key is not one steelcut verifies with.
+#[derive(Debug, thiserror::Error)]
+pub enum BadKey {
+    #[error("not an Ed25519 key: {0}")]
+    Ed25519(#[source] ed25519_dalek::SignatureError),
+    #[error("an Ed25519 key is 32 bytes")]
+    Ed25519Length,
+    #[error("not a point on P-256")]
+    P256,
+    #[error("a P-256 key must be an uncompressed point")]
+    P256Point,
+    #[error("the RSA public exponent must be 65537")]
+    RsaExponent,
+    #[error("an RSA modulus of {0} bits (2048 to 8192 accepted)")]
+    RsaBits(usize),
+    #[error("not an RSAPublicKey: {0}")]
+    RsaDer(#[source] pkcs8::der::Error),
+    #[error("not a SubjectPublicKeyInfo: {0}")]
+    Spki(#[source] pkcs8::spki::Error),
+    #[error("the public key is not a whole number of bytes")]
+    Bits,
+    #[error("unsupported key algorithm {0} (Ed25519, P-256 or RSA)")]
+    Algorithm(String),
 }
 
 /// Decodes a base64url member of exactly `N` bytes.
@@ -207,7 +230,7 @@ fn parse_jwk(jwk: &serde_json::Value) -> Result<Option<(String, PublicJwk)>, Key
     match (&key, key.validate()) {
         (_, Ok(())) => {}
         (PublicJwk::Rsa { .. }, Err(_)) => return Ok(None),
-        (_, Err(e)) => return Err(KeyError::Jwks(e)),
+        (_, Err(e)) => return Err(KeyError::Jwks(e.to_string())),
     }
     let kid = field("kid").map_or_else(|| key.thumbprint(), str::to_owned);
     Ok(Some((kid, key)))
@@ -233,37 +256,31 @@ pub fn parse_jwks(text: &[u8]) -> Result<Vec<(String, PublicJwk)>, KeyError> {
 }
 
 /// An RFC 8017 RSAPublicKey (`SEQUENCE { n INTEGER, e INTEGER }`).
-fn rsa_public_key(der: &[u8]) -> Result<PublicJwk, String> {
+fn rsa_public_key(der: &[u8]) -> Result<PublicJwk, BadKey> {
     use pkcs8::der::asn1::UintRef;
-    let mut reader = pkcs8::der::SliceReader::new(der).map_err(|e| e.to_string())?;
+    let mut reader = pkcs8::der::SliceReader::new(der).map_err(BadKey::RsaDer)?;
     let (n, e) = reader
         .sequence(|r| Ok((UintRef::decode(r)?, UintRef::decode(r)?)))
-        .map_err(|e| format!("not an RSAPublicKey: {e}"))?;
+        .map_err(BadKey::RsaDer)?;
     Ok(PublicJwk::rsa(n.as_bytes(), e.as_bytes()))
 }
 
 /// A SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7) of an Ed25519, P-256 or RSA key, as in a
 /// `-----BEGIN PUBLIC KEY-----` PEM file (`openssl pkey -pubout`).
-pub fn from_spki_der(der: &[u8]) -> Result<PublicJwk, String> {
-    let spki = pkcs8::spki::SubjectPublicKeyInfoRef::try_from(der)
-        .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
-    let raw = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or("the public key is not a whole number of bytes")?;
+pub fn from_spki_der(der: &[u8]) -> Result<PublicJwk, BadKey> {
+    let spki = pkcs8::spki::SubjectPublicKeyInfoRef::try_from(der).map_err(BadKey::Spki)?;
+    let raw = spki.subject_public_key.as_bytes().ok_or(BadKey::Bits)?;
     let oid = spki.algorithm.oid;
     let key = if oid == OID_ED25519 {
         PublicJwk::Okp {
-            x: raw.try_into().map_err(|_| "an Ed25519 key is 32 bytes")?,
+            x: raw.try_into().map_err(|_| BadKey::Ed25519Length)?,
         }
     } else if oid == OID_EC_PUBLIC_KEY && spki.algorithm.parameters_oid().ok() == Some(OID_P256) {
-        PublicJwk::from_p256_point(raw).ok_or("a P-256 key must be an uncompressed point")?
+        PublicJwk::from_p256_point(raw).ok_or(BadKey::P256Point)?
     } else if oid == OID_RSA_ENCRYPTION {
         rsa_public_key(raw)?
     } else {
-        return Err(format!(
-            "unsupported key algorithm {oid} (Ed25519, P-256 or RSA)"
-        ));
+        return Err(BadKey::Algorithm(oid.to_string()));
     };
     key.validate()?;
     Ok(key)
