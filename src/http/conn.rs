@@ -139,6 +139,13 @@ impl ConnState {
         }
     }
 
+    /// Notes a write's outcome.
+    fn after_write(&self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.bytes_written();
+        }
+    }
+
     fn bytes_written(&self) {
         // On HTTP/1.1 a response still being written to a slow reader keeps the connection
         // alive for as long as it makes progress. Not on HTTP/2, where the server's own PING
@@ -200,11 +207,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            if n > 0 {
-                self.state.bytes_written();
-            }
-        }
+        self.state.after_write(&result);
         result
     }
 
@@ -214,11 +217,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = result {
-            if n > 0 {
-                self.state.bytes_written();
-            }
-        }
+        self.state.after_write(&result);
         result
     }
 

@@ -35,6 +35,28 @@ use super::response::Body;
 use super::tls::TlsHandle;
 use crate::metrics::ListenerCounters;
 
+/// What the accept loop serves: the application's routing table, one clone per connection.
+pub trait AppService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S
+where
+    S: Clone + Send + Sync + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+}
+
 /// The largest request head (request line and headers) accepted, on HTTP/1.1 and HTTP/2.
 pub const MAX_HEAD_BYTES: usize = 96 * 1024;
 
@@ -93,12 +115,7 @@ pub async fn serve<S>(
     limits: Limits,
     counters: Arc<ListenerCounters>,
 ) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let shared = Arc::new(Shared {
         service,
@@ -196,12 +213,7 @@ async fn connection<S>(
     _permit: OwnedSemaphorePermit,
     shared: Arc<Shared<S>>,
 ) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let _open = Open::new(&shared.counters);
     let _ = stream.set_nodelay(true);
@@ -227,12 +239,7 @@ async fn connection<S>(
 async fn drive<I, S>(io: I, peer: SocketAddr, state: Arc<ConnState>, shared: &Shared<S>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: AppService,
 {
     let io = TokioIo::new(TrackedIo::new(io, state.clone()));
     let service = Tracked::new(shared.service.clone(), state.clone(), peer);
