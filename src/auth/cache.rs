@@ -164,8 +164,12 @@ impl CredentialCache {
         }
         let mut ttl = self.ttl;
         if let Some(until) = valid_until {
-            let left = until.saturating_sub(crate::time::now_unix());
-            ttl = ttl.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
+            // In milliseconds: whole seconds (`until - now_unix()`) would keep the entry up to
+            // a second past `until`, when the database already refuses the secret.
+            let left_ms = until
+                .saturating_mul(1000)
+                .saturating_sub(crate::time::now_millis());
+            ttl = ttl.min(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)));
         }
         let mut entries = self.entries.write();
         // Compared under the lock that `observe` holds while it moves the counter and drops the
@@ -340,6 +344,23 @@ mod tests {
         strict.observe(3, Instant::now());
         strict.insert(client("a"), d, 3, None);
         assert!(strict.lookup("a", &d, &health).is_none());
+    }
+
+    #[test]
+    fn an_entry_for_a_previous_secret_ends_when_that_secret_does_not_up_to_a_second_later() {
+        let cache = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
+        let up = Health::default();
+        cache.observe(1, Instant::now());
+        let d = cache.digest("a", &SecretString::from("old"));
+        // The old secret works until the next whole second, less than a second from now.
+        let until = crate::time::now_unix() + 1;
+        cache.insert(client("a"), d, 1, Some(until));
+        let ends = Duration::from_millis(
+            u64::try_from(until * 1000 - crate::time::now_millis()).unwrap_or(0),
+        );
+        std::thread::sleep(ends + Duration::from_millis(20));
+        cache.observe(1, Instant::now());
+        assert!(cache.lookup("a", &d, &up).is_none());
     }
 
     #[test]
