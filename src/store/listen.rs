@@ -20,6 +20,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "steelcut_clients";
+/// The listening connection's `application_name`, as `pg_stat_activity` shows it.
+pub const APPLICATION_NAME: &str = "steelcutd listener";
 
 /// A running listener; it stops when this is dropped.
 #[derive(Debug)]
@@ -104,6 +106,13 @@ fn session(url: &str, stop: &AtomicBool, on_change: &dyn Fn(Changed), n: u64) ->
         Ok(c) => c,
         Err(e) => return End::Unreachable(e),
     };
+    // Named, so that a DBA can tell it in `pg_stat_activity` (whose `query` column shows the
+    // keepalive's `SELECT 1` after the first few seconds, not the LISTEN).
+    if let Err(e) =
+        diesel::sql_query(format!("SET application_name = '{APPLICATION_NAME}'")).execute(&mut conn)
+    {
+        return End::Failed(e);
+    }
     if let Err(e) = diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn) {
         return if e.to_string().contains("during recovery") {
             End::Standby
