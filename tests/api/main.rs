@@ -11,6 +11,7 @@ mod check_config;
 mod client_cli;
 mod discovery;
 mod docs;
+mod fleet;
 mod gateway;
 mod helpers;
 mod hostile;

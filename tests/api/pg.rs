@@ -120,6 +120,24 @@ impl PgDatabase {
         ));
     }
 
+    /// The text column `value` of the first row of `sql`, run as the superuser in this
+    /// database.
+    pub fn query_as_superuser(&self, sql: &str) -> String {
+        query_text(&self.superuser_url, sql)
+    }
+
+    /// Run arbitrary SQL (several statements allowed) as the owner in this database, as a DBA
+    /// would with psql.
+    pub fn execute_as_owner(&self, sql: &str) {
+        let mut conn = connect(&self.owner_url);
+        conn.batch_execute(sql).unwrap_or_else(|e| {
+            panic!(
+                "SQL as owner in database {} failed: {e}\nSQL: {sql}",
+                self.name
+            )
+        });
+    }
+
     /// Run arbitrary SQL (several statements allowed) as the superuser in this database.
     pub fn execute_as_superuser(&self, sql: &str) {
         let mut conn = connect(&self.superuser_url);
@@ -237,6 +255,97 @@ impl PrivateCluster {
             panic!("restarting the private PostgreSQL cluster: {message}");
         }
     }
+}
+
+/// A primary cluster and a hot standby streaming from it (`pg_basebackup -R`), both private to
+/// the calling test, each on its own socket. The primary commits synchronously
+/// (`synchronous_commit = on`, unlike the other test clusters), so that a write's WAL is sent
+/// as it commits and the replication lag measured is the standby's, not the WAL writer's
+/// delay. Everything created on the primary (databases, roles, grants, rows) reaches the
+/// standby; the standby refuses writes. Dropping them stops both and deletes their data.
+pub fn start_primary_and_standby() -> (PrivateCluster, PrivateCluster) {
+    let primary = match Instance::create_with(100, vec!["synchronous_commit=on".into()]) {
+        Ok(instance) => PrivateCluster { instance },
+        Err(message) => panic!("{message}"),
+    };
+    let standby = match Instance::create_standby(&primary.instance) {
+        Ok(instance) => PrivateCluster { instance },
+        Err(message) => panic!("starting a hot standby: {message}"),
+    };
+    (primary, standby)
+}
+
+impl PrivateCluster {
+    /// `url` (a URL of another cluster made by these helpers: user, password, database) with
+    /// its socket replaced by this cluster's.
+    pub fn rehost(&self, url: &str) -> String {
+        let mut parsed = Url::parse(url).unwrap_or_else(|e| panic!("{}: {e}", redact(url)));
+        let socket_dir = self
+            .instance
+            .root
+            .join("sock")
+            .to_string_lossy()
+            .into_owned();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "host" {
+                    socket_dir.clone()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        parsed.into()
+    }
+
+    /// The text column `value` of the first row of `sql`, run as the superuser in database
+    /// `postgres`.
+    pub fn query_text(&self, sql: &str) -> String {
+        query_text(&self.superuser_url(), sql)
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far (its
+    /// `pg_current_wal_lsn()` now) and returns how long that took: the replication lag of the
+    /// last write when called right after it. Panics after `within`.
+    pub fn replayed(&self, primary: &PrivateCluster, within: Duration) -> Duration {
+        let started = Instant::now();
+        let lsn = primary.query_text("SELECT pg_current_wal_lsn()::text AS value");
+        let mut standby = connect(&self.superuser_url());
+        let sql = format!("SELECT (pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn)::text AS value");
+        loop {
+            if scalar(&mut standby, &sql) == "true" {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "the standby had not replayed the primary's WAL up to {lsn} after {within:?}"
+            );
+            sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct TextValue {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// The column `value` (of type text) of the first row `sql` returns.
+fn scalar(conn: &mut PgConnection, sql: &str) -> String {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(sql)
+        .get_result::<TextValue>(conn)
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+        .value
+}
+
+/// [`scalar`] on a new connection to `url`.
+pub fn query_text(url: &str, sql: &str) -> String {
+    scalar(&mut connect(url), sql)
 }
 
 impl Drop for PrivateCluster {
@@ -365,6 +474,8 @@ struct Instance {
     root: PathBuf,
     password: String,
     max_connections: u32,
+    /// Server settings added after the defaults (`name=value`, later ones win).
+    settings: Vec<String>,
     bin: PathBuf,
     run_as: RunAs,
     /// The supervisor shell while the server runs; its stdin is the pipe that stops it.
@@ -376,6 +487,50 @@ struct Instance {
 impl Instance {
     /// initdb and start a new cluster; everything is removed again if that fails.
     fn create(max_connections: u32) -> Result<Self, String> {
+        Self::create_with(max_connections, Vec::new())
+    }
+
+    /// As [`Instance::create`], with server settings added after the defaults.
+    fn create_with(max_connections: u32, settings: Vec<String>) -> Result<Self, String> {
+        let mut instance = Self::unstarted(max_connections, random_token(24))?;
+        instance.settings = settings;
+        match instance.init_and_launch() {
+            Ok(()) => Ok(instance),
+            Err(message) => Err(instance.abandon(&message)),
+        }
+    }
+
+    /// A hot standby of `primary`: a copy of its data directory made by `pg_basebackup -R`
+    /// (so it streams from the primary through the primary's socket, as its superuser), started
+    /// on a socket of its own. Returns once it accepts (read-only) connections.
+    fn create_standby(primary: &Instance) -> Result<Self, String> {
+        let mut instance = Self::unstarted(primary.max_connections, primary.password.clone())?;
+        // A standby needs at least the primary's max_connections; the rest is the same.
+        instance.settings = primary.settings.clone();
+        match instance
+            .base_backup(primary)
+            .and_then(|()| instance.launch())
+        {
+            Ok(()) => Ok(instance),
+            Err(message) => Err(instance.abandon(&message)),
+        }
+    }
+
+    /// Removes what a failed start left behind; the message to report.
+    fn abandon(&mut self, message: &str) -> String {
+        let _ = self.halt(false);
+        let _ = fs::remove_dir_all(&self.root);
+        format!(
+            "could not start a throwaway PostgreSQL cluster: {message}\n\
+             Install the PostgreSQL server (Debian: apt-get install postgresql), or set \
+             {DATABASE_URL_ENV} to a superuser URL of an existing server, e.g. \
+             postgres://postgres:secret@127.0.0.1:5432/postgres"
+        )
+    }
+
+    /// A new temporary directory (with `sock/`, both private to the cluster's user) for a
+    /// cluster not yet initialised.
+    fn unstarted(max_connections: u32, password: String) -> Result<Self, String> {
         let bin = find_bin_dir()?;
         let run_as = RunAs::detect()?;
         // The postgres user must reach the directory: TMPDIR may be private to root.
@@ -395,28 +550,79 @@ impl Instance {
                 )
             })?
             .keep();
-        let mut instance = Instance {
+        let instance = Instance {
             root,
-            password: random_token(24),
+            password,
             max_connections,
+            settings: Vec::new(),
             bin,
             run_as,
             supervisor: None,
             janitor: None,
         };
-        match instance.init_and_launch() {
+        // Private to the cluster's user: the directory holds the socket and, until initdb has
+        // read it, the superuser's password.
+        let prepared = fs::set_permissions(&instance.root, fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot chmod {}: {e}", instance.root.display()))
+            .and_then(|()| {
+                fs::create_dir(instance.root.join("sock"))
+                    .map_err(|e| format!("cannot create the socket directory: {e}"))
+            })
+            .and_then(|()| {
+                instance.hand_over(&[instance.root.clone(), instance.root.join("sock")])
+            });
+        match prepared {
             Ok(()) => Ok(instance),
             Err(message) => {
-                let _ = instance.halt(false);
                 let _ = fs::remove_dir_all(&instance.root);
-                Err(format!(
-                    "could not start a throwaway PostgreSQL cluster: {message}\n\
-                     Install the PostgreSQL server (Debian: apt-get install postgresql), or set \
-                     {DATABASE_URL_ENV} to a superuser URL of an existing server, e.g. \
-                     postgres://postgres:secret@127.0.0.1:5432/postgres"
-                ))
+                Err(message)
             }
         }
+    }
+
+    /// Gives `paths` to the postgres user when the tests run as root.
+    fn hand_over(&self, paths: &[PathBuf]) -> Result<(), String> {
+        if let Some((uid, gid)) = self.run_as.owner {
+            for path in paths {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .map_err(|e| format!("cannot chown {} to postgres: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `pg_basebackup -R` of `primary` into `data/`, bounded by [`READY_TIMEOUT`] (a fast
+    /// checkpoint, WAL streamed alongside). initdb's pg_hba.conf already lets local
+    /// connections replicate (`local replication all scram-sha-256`).
+    fn base_backup(&self, primary: &Instance) -> Result<(), String> {
+        let conninfo = format!(
+            "host={} port={PORT} user=postgres password={}",
+            primary.root.join("sock").display(),
+            self.password
+        );
+        let script = format!(
+            "exec timeout -k 5 {secs} {basebackup} -D {data} -R --checkpoint=fast \
+             --wal-method=stream --no-sync -d '{conninfo}'",
+            secs = READY_TIMEOUT.as_secs(),
+            basebackup = quote(&self.bin.join("pg_basebackup")),
+            data = quote(&self.root.join("data")),
+        );
+        let output = self
+            .run_as
+            .shell(&script)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run pg_basebackup: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "pg_basebackup failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(())
     }
 
     /// `postgres://postgres:PASSWORD@localhost:5432/postgres?host=SOCKET_DIR` (see the module
@@ -438,21 +644,10 @@ impl Instance {
     }
 
     fn init_and_launch(&mut self) -> Result<(), String> {
-        // Private to the cluster's user: the directory holds the socket and, until initdb has
-        // read it, the superuser's password.
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot chmod {}: {e}", self.root.display()))?;
-        fs::create_dir(self.root.join("sock"))
-            .map_err(|e| format!("cannot create the socket directory: {e}"))?;
         let password_file = self.root.join("password");
         fs::write(&password_file, &self.password)
             .map_err(|e| format!("cannot write {}: {e}", password_file.display()))?;
-        if let Some((uid, gid)) = self.run_as.owner {
-            for path in [self.root.clone(), self.root.join("sock"), password_file] {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
-                    .map_err(|e| format!("cannot chown {} to postgres: {e}", path.display()))?;
-            }
-        }
+        self.hand_over(&[password_file])?;
 
         // Password authentication on the socket, so that tests exercise the credentials in the
         // URLs they are given (there is no TCP listener: --auth-host does not matter).
@@ -519,7 +714,7 @@ impl Instance {
              exec 3<&0 </dev/null\n\
              {postgres} -D {data} -p {port} -k {sock} -c listen_addresses= \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections={max} 3<&- &\n\
+             -c max_connections={max}{settings} 3<&- &\n\
              pid=$!\n\
              {{ read cmd <&3; echo \"$cmd\" > stop-request; kill -INT \"$pid\" 2>/dev/null; }} &\n\
              watcher=$!\n\
@@ -537,6 +732,11 @@ impl Instance {
             sock = quote(&self.root.join("sock")),
             port = PORT,
             max = self.max_connections,
+            settings = self
+                .settings
+                .iter()
+                .map(|s| format!(" -c {s}"))
+                .collect::<String>(),
             root = quote(&self.root),
         );
         let child = self
