@@ -24,6 +24,7 @@ mod process;
 mod remote_jwks;
 mod resource;
 mod rotation;
+mod standby;
 mod throttle;
 mod token;
 mod tools;
