@@ -18,6 +18,7 @@ mod hostile;
 mod hot_reload;
 mod key_files;
 mod outage;
+mod overlap;
 mod pg;
 mod postgres;
 mod process;
