@@ -16,6 +16,7 @@ mod gateway;
 mod helpers;
 mod hostile;
 mod hot_reload;
+mod import;
 mod key_files;
 mod outage;
 mod overlap;
