@@ -3,8 +3,8 @@
 //! newlines, quotes or terminal escapes.
 //!
 //! The lengths (in characters) are part of the documented log format (README, Operations):
-//! method [`METHOD`], path [`PATH`], client id [`CLIENT_ID`], user agent [`USER_AGENT`], error
-//! text [`ERROR`]. A cut value ends with `…(N more bytes)`.
+//! method [`METHOD`], path [`PATH`], client id [`CLIENT_ID`], error text [`ERROR`]. A cut value
+//! ends with `…(N more bytes)`. (The user agent and other headers are not logged.)
 
 use std::fmt;
 
@@ -14,8 +14,6 @@ pub const METHOD: usize = 16;
 pub const PATH: usize = 256;
 /// Longest client id logged (ours have 32 characters).
 pub const CLIENT_ID: usize = 64;
-/// Longest user agent logged.
-pub const USER_AGENT: usize = 128;
 /// Longest error text logged.
 pub const ERROR: usize = 256;
 

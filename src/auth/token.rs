@@ -91,15 +91,16 @@ where
             match &e {
                 // An outage is logged once by the store's health, not once per request.
                 TokenError::Unavailable(cause) if cause.is_outage() => {
-                    tracing::debug!(error = %cause, "token request refused: database unavailable")
+                    tracing::debug!(error = %bounded(cause), "token request refused: database unavailable")
                 }
                 TokenError::Unavailable(cause) => {
-                    tracing::error!(error = %cause, "token request failed: client store error")
+                    tracing::error!(error = %bounded(cause), "token request failed: client store error")
                 }
                 TokenError::Internal(cause) => {
-                    tracing::error!(error = %cause, "token request failed")
+                    tracing::error!(error = %bounded(cause), "token request failed")
                 }
-                other => tracing::debug!(error = %other, "token request refused"),
+                // The description may quote the request (a grant type, a parameter name).
+                other => tracing::debug!(error = %bounded(other), "token request refused"),
             }
             let label = e.label();
             Outcome {
@@ -332,6 +333,11 @@ async fn verify(
         .await
         .map_err(InternalError::from)?;
     Ok(ok.then_some(Some(until)))
+}
+
+/// An error's text as it may go to the log: cut and escaped (see [`crate::logfield`]).
+fn bounded(e: &dyn std::fmt::Display) -> String {
+    Bounded::new(&e.to_string(), logfield::ERROR).to_string()
 }
 
 fn truncate(s: &str) -> &str {

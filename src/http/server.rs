@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use super::conn::{ConnState, Timeouts, Tracked, TrackedIo};
 use super::response::Body;
 use super::tls::TlsHandle;
+use crate::logfield::{self, Bounded};
 use crate::metrics::ListenerCounters;
 
 /// What the accept loop serves: the application's routing table, one clone per connection.
@@ -228,7 +229,7 @@ async fn connection<S>(
     tokio::select! {
         result = handshake => match result {
             Ok(Ok(tls_stream)) => drive(tls_stream, peer, state, &shared).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Ok(Err(e)) => tracing::debug!(error = %Bounded::new(&e.to_string(), logfield::ERROR), "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
         },
         () = shared.stopping.cancelled() => {}
@@ -256,7 +257,8 @@ where
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    let error = e.to_string();
+                    tracing::debug!(error = %Bounded::new(&error, logfield::ERROR), "connection ended with an error");
                 }
                 return;
             }

@@ -1,6 +1,6 @@
 //! The documentation a newcomer reads, checked against the real binary: README.md's quick start
 //! and walk-through (run command by command), the exit statuses of the manual page, and the
-//! `--help` of every command.
+//! `--help` of every command, and that every command is in the manual page and the README.
 //!
 //! # How the walk-through is run
 //!
@@ -373,29 +373,46 @@ fn the_exit_statuses_of_the_manual_page_are_the_binarys() {
     assert_eq!(documented_exit_statuses(), seen);
 }
 
-#[test]
-fn every_option_of_every_command_is_described_in_its_help() {
-    let commands: &[&[&str]] = &[
-        &[],
-        &["serve"],
-        &["check-config"],
-        &["migrate"],
-        &["client", "add"],
-        &["client", "update"],
-        &["client", "remove"],
-        &["client", "list"],
-        &["client", "show"],
-        &["keys", "generate"],
-        &["keys", "list"],
-        &["keys", "export-public"],
-        &["token"],
-        &["get"],
-    ];
-    for command in commands {
-        let mut args = command.to_vec();
+/// The subcommands a `--help` lists under `Commands:` (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every command of the binary, as the words after `steelcutd`, found by walking `--help`:
+/// `[]`, `["serve"]`, `["client"]`, `["client", "add"]`, ...
+fn every_command() -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(command) = todo.pop() {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
         args.push("--help");
         let out = steelcutd(&args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        for sub in subcommands(&stdout(&out)) {
+            let mut next = command.clone();
+            next.push(sub);
+            todo.push(next);
+        }
+        found.push(command);
+    }
+    found
+}
+
+#[test]
+fn every_option_of_every_command_is_described_in_its_help() {
+    let commands = every_command();
+    assert!(commands.len() >= 18, "{commands:?}");
+    for command in &commands {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = steelcutd(&args);
         let help = stdout(&out);
         let lines: Vec<&str> = help.lines().collect();
         for (i, line) in lines.iter().enumerate() {
@@ -422,5 +439,41 @@ fn every_option_of_every_command_is_described_in_its_help() {
                 command.join(" ")
             );
         }
+    }
+}
+
+#[test]
+fn every_command_is_in_the_manual_page_and_the_readme() {
+    // The manual page's COMMANDS entries (`.B client import ...`, with roff's `\-` for `-`)
+    // and the README's command table (`| `steelcutd client import ...` |`).
+    let manual: Vec<String> = MANUAL
+        .split(".SH COMMANDS")
+        .nth(1)
+        .and_then(|rest| rest.split("\n.SH ").next())
+        .expect("the manual page has a COMMANDS section")
+        .lines()
+        .filter_map(|l| l.strip_prefix(".B "))
+        .map(|l| l.replace("\\-", "-"))
+        .collect();
+    let readme: Vec<&str> = README
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `steelcutd "))
+        .collect();
+    let leaves = every_command();
+    let leaves = leaves.iter().filter(|c| {
+        // A command with subcommands is described through them.
+        !c.is_empty() && !leaves.iter().any(|o| o.len() > c.len() && o.starts_with(c))
+    });
+    for command in leaves {
+        let words = command.join(" ");
+        let names = |entry: &str| entry == words || entry.starts_with(&format!("{words} "));
+        assert!(
+            manual.iter().any(|e| names(e)),
+            "`steelcutd {words}` is not under COMMANDS in packaging/steelcutd.8"
+        );
+        assert!(
+            readme.iter().any(|e| names(e)),
+            "`steelcutd {words}` is not in README.md's command table"
+        );
     }
 }

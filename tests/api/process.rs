@@ -328,6 +328,52 @@ async fn sighup_with_a_new_route_serves_it_without_restart() {
     .await;
 }
 
+/// Sends SIGHUP and waits for the reload to finish (RELOADING=1, then the status line).
+async fn sighup_and_wait(d: &mut TestApp) {
+    d.signal("HUP");
+    assert!(d.next_notification().await.starts_with("RELOADING=1"));
+    assert!(d
+        .next_notification()
+        .await
+        .contains("configuration reloaded"));
+}
+
+#[tokio::test]
+async fn a_reload_warns_of_a_restart_only_change_and_not_once_it_is_reverted() {
+    let mut d = daemon("").await;
+    let original = std::fs::read_to_string(&d.config_path).unwrap();
+    let line = original
+        .lines()
+        .find(|l| l.starts_with("listen = "))
+        .expect("listen line")
+        .to_owned();
+    // 1. A new listen address: applied only at restart, and the log says so.
+    std::fs::write(
+        &d.config_path,
+        original.replace(&line, "listen = \"127.0.0.2:0\""),
+    )
+    .unwrap();
+    let mark = d.log_len();
+    sighup_and_wait(&mut d).await;
+    let warning = d
+        .wait_for_log(mark, &["take effect only after a restart"])
+        .await;
+    assert!(warning.contains("[server] listen"), "{warning}");
+    // 2. The original file again: nothing differs from what the process started with, so a
+    //    second reload carries no warning (the comparison is with the startup configuration).
+    std::fs::write(&d.config_path, &original).unwrap();
+    let mark = d.log_len();
+    sighup_and_wait(&mut d).await;
+    d.wait_for_log(mark, &["configuration reloaded"]).await;
+    let after: Vec<String> = d.log().lines().skip(mark).map(str::to_owned).collect();
+    assert!(
+        !after.iter().any(|l| l.contains("after a restart")),
+        "{after:#?}"
+    );
+    // 3. And the daemon still serves on its original address.
+    assert_eq!(reqwest::get(d.url("/livez")).await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn the_request_log_names_the_client_but_never_a_secret_or_token() {
     // 1. A daemon logging at info (the default level), a client, a token and a resource read.

@@ -304,6 +304,22 @@ async fn other_methods_get_405_with_allow_get_head() {
 }
 
 #[tokio::test]
+async fn other_methods_without_a_token_get_401_before_405() {
+    // A caller without a token learns nothing about the route, not even which methods it has.
+    let (app, _token) = app_and_token().await;
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let resp = app
+            .http
+            .request(method.clone(), app.url("/api_v0.0.1"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().get("allow").is_none(), "{method}");
+        assert_refused(resp, 401, r#"Bearer realm="steelcut""#, None).await;
+    }
+}
+
+#[tokio::test]
 async fn a_path_that_is_not_a_route_gets_404() {
     let (app, token) = app_and_token().await;
     let resp = get(&app, "/api_v0.0.2", Some(&format!("Bearer {token}"))).await;
