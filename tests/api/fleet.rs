@@ -14,7 +14,7 @@ use crate::caches::{assert_invalid_client, refused_after, warm, CC, WITHIN};
 use crate::helpers::*;
 use crate::pg::{self, PgDatabase};
 use crate::resource::{get_with_token, DOC, ISSUER};
-use crate::rotation::{jwks_kids, kid_of, resource_toml, Traffic};
+use crate::rotation::{assert_none_refused, jwks_kids, kid_of, resource_toml, Traffic};
 
 /// The listening connection's `application_name` in `pg_stat_activity`.
 const LISTENER: &str = steelcut::store::listen::APPLICATION_NAME;
@@ -338,17 +338,7 @@ async fn a_fleet_of_two_auth_nodes_and_a_resource_node_serves_through_a_client_c
     }
     // 4. No read was refused, before, during or after the switch; both keys of node 1 were
     //    used.
-    let refused: Vec<_> = rounds
-        .iter()
-        .filter(|r| r.1.iter().any(|&s| s != 200))
-        .collect();
-    assert!(
-        refused.is_empty(),
-        "{} of {} rounds refused, e.g. {:?}",
-        refused.len(),
-        rounds.len(),
-        &refused[..refused.len().min(5)]
-    );
+    assert_none_refused(&rounds);
     for kid in [&old_kid, &new_kid] {
         assert!(rounds.iter().any(|r| &r.0 == kid), "no round with {kid}");
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use crate::pg::{self, PgDatabase};
-use crate::resource::DOC;
+use crate::resource::{get_like_the_original, DOC};
 
 /// The good client's id (32 lowercase hex characters, as the original made them).
 const GOOD: &str = "0083c1b7e3a6ceeac4a4f47bd3a1b501";
@@ -246,14 +246,7 @@ async fn clients_imported_from_steelcut_oauth_keep_their_ids_and_secrets_and_get
     );
     assert!((not_before - crate::resource::now()).abs() <= 5, "{body}");
     // 8. ... and the token reads the route, as `client_request_resource` asks for it.
-    let resp = app
-        .http
-        .get(app.url("/api_v0.0.1"))
-        .bearer_auth(body["access_token"].as_str().unwrap())
-        .header("Content-Type", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let resp = get_like_the_original(&app, body["access_token"].as_str().unwrap()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), DOC);
     // A wrong secret for the imported client is refused.

@@ -607,16 +607,22 @@ impl Instance {
             basebackup = quote(&self.bin.join("pg_basebackup")),
             data = quote(&self.root.join("data")),
         );
+        self.run_tool("pg_basebackup", &script)
+    }
+
+    /// Runs a PostgreSQL tool's shell `script` as the cluster's owner in the cluster's
+    /// directory; a failure carries the tool's output.
+    fn run_tool(&self, tool: &str, script: &str) -> Result<(), String> {
         let output = self
             .run_as
-            .shell(&script)
+            .shell(script)
             .current_dir(&self.root)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run pg_basebackup: {e}"))?;
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
         if !output.status.success() {
             return Err(format!(
-                "pg_basebackup failed ({}):\n{}{}",
+                "{tool} failed ({}):\n{}{}",
                 output.status,
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
@@ -658,21 +664,7 @@ impl Instance {
             data = quote(&self.root.join("data")),
             password = quote(&self.root.join("password")),
         );
-        let output = self
-            .run_as
-            .shell(&script)
-            .current_dir(&self.root)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "initdb failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        self.run_tool("initdb", &script)?;
         // initdb has stored the password; nothing else needs the file.
         let _ = fs::remove_file(self.root.join("password"));
 

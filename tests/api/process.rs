@@ -100,12 +100,7 @@ async fn sighup_applies_a_new_token_lifetime_and_publishes_a_new_signing_key() {
         text.replace("token_lifetime_secs = 600", "token_lifetime_secs = 900"),
     )
     .unwrap();
-    d.signal("HUP");
-    assert!(d.next_notification().await.starts_with("RELOADING=1"));
-    assert!(d
-        .next_notification()
-        .await
-        .contains("configuration reloaded"));
+    d.reload().await.expect("reload");
     // 2. Tokens now last 900 s; the JWKS publishes the new key, which waits its
     //    pre-publication while the first key signs.
     let body: serde_json::Value = d.token_basic(&client, &[CC]).await.json().await.unwrap();
@@ -302,12 +297,7 @@ async fn sighup_with_a_new_route_serves_it_without_restart() {
         doc.display()
     ));
     std::fs::write(&d.config_path, text).unwrap();
-    d.signal("HUP");
-    assert!(d.next_notification().await.starts_with("RELOADING=1"));
-    assert!(d
-        .next_notification()
-        .await
-        .contains("configuration reloaded"));
+    d.reload().await.expect("reload");
     // 2. The new route serves its document; the old one still works.
     let resp = get(d.url("/reports")).await;
     assert_eq!(resp.status(), 200);
@@ -328,16 +318,6 @@ async fn sighup_with_a_new_route_serves_it_without_restart() {
     .await;
 }
 
-/// Sends SIGHUP and waits for the reload to finish (RELOADING=1, then the status line).
-async fn sighup_and_wait(d: &mut TestApp) {
-    d.signal("HUP");
-    assert!(d.next_notification().await.starts_with("RELOADING=1"));
-    assert!(d
-        .next_notification()
-        .await
-        .contains("configuration reloaded"));
-}
-
 #[tokio::test]
 async fn a_reload_warns_of_a_restart_only_change_and_not_once_it_is_reverted() {
     let mut d = daemon("").await;
@@ -354,7 +334,7 @@ async fn a_reload_warns_of_a_restart_only_change_and_not_once_it_is_reverted() {
     )
     .unwrap();
     let mark = d.log_len();
-    sighup_and_wait(&mut d).await;
+    d.reload().await.expect("reload");
     let warning = d
         .wait_for_log(mark, &["take effect only after a restart"])
         .await;
@@ -363,7 +343,7 @@ async fn a_reload_warns_of_a_restart_only_change_and_not_once_it_is_reverted() {
     //    second reload carries no warning (the comparison is with the startup configuration).
     std::fs::write(&d.config_path, &original).unwrap();
     let mark = d.log_len();
-    sighup_and_wait(&mut d).await;
+    d.reload().await.expect("reload");
     d.wait_for_log(mark, &["configuration reloaded"]).await;
     let after: Vec<String> = d.log().lines().skip(mark).map(str::to_owned).collect();
     assert!(

@@ -176,16 +176,21 @@ async fn a_valid_token_gets_the_document_with_a_strong_etag() {
 #[tokio::test]
 async fn a_get_that_sends_content_type_json_like_the_original_client_is_served() {
     let (app, token) = app_and_token().await;
-    let resp = app
-        .http
+    let resp = get_like_the_original(&app, &token).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), DOC);
+}
+
+/// `GET /api_v0.0.1` as the original package's `client_request_resource` sends it: the
+/// token and a `Content-Type: application/json` header on a request without a body.
+pub async fn get_like_the_original(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
         .get(app.url("/api_v0.0.1"))
         .header("Authorization", format!("Bearer {token}"))
         .header("Content-Type", "application/json")
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.text().await.unwrap(), DOC);
+        .unwrap()
 }
 
 #[tokio::test]
