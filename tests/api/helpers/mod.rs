@@ -43,6 +43,9 @@ use tokio::task::JoinHandle;
 
 use crate::pg::{self, PgDatabase};
 pub use child::{EVENT_TIMEOUT, START_TIMEOUT};
+
+/// The longest any one HTTP request of a test may take, connecting included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub use cli::{async_command, command, stderr, stdout, steelcutd, steelcutd_env, BIN};
 pub use relay::Relay;
 pub use wait::{wait_for, wait_until, POLL};
@@ -389,6 +392,11 @@ impl TestApp {
             pg: None,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // No request of a test may wait without end: a daemon that stops answering, or
+                // a client pool that loses track of a connection closed under it, fails the
+                // request (and the test, naming it) instead of hanging the suite.
+                .connect_timeout(REQUEST_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
                 .build()
                 .expect("http client"),
             mode,
@@ -642,7 +650,11 @@ impl TestApp {
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        cmd.output().await.expect("run steelcutd")
+        cmd.kill_on_drop(true);
+        tokio::time::timeout(START_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("steelcutd {args:?} still running after {START_TIMEOUT:?}"))
+            .expect("run steelcutd")
     }
 
     /// Re-reads the configuration file as SIGHUP does; `Err` carries why it was refused (the
