@@ -21,6 +21,7 @@ pub mod http;
 pub mod keys;
 pub mod logfield;
 pub mod metrics;
+pub mod reqlog;
 pub mod resource;
 pub mod store;
 pub mod time;

@@ -30,22 +30,33 @@ impl<'a> Bounded<'a> {
     }
 }
 
-impl fmt::Display for Bounded<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Bounded<'_> {
+    /// Writes the value, cut and escaped, to `out`: runs of plain characters in one
+    /// `write_str` each, so that a typical value (a path, an id) is a single copy.
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
+        let mut plain_from = 0;
         for (count, (at, c)) in self.text.char_indices().enumerate() {
             if count == self.max {
-                return write!(f, "…({} more bytes)", self.text.len() - at);
+                out.write_str(&self.text[plain_from..at])?;
+                return write!(out, "…({} more bytes)", self.text.len() - at);
             }
             // Printable ASCII goes as it is, but for the characters a log reader or parser
             // would take for structure; everything else (controls, newlines, non-ASCII) is
             // written as an escape sequence.
             if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
-                fmt::Write::write_char(f, c)?;
-            } else {
-                write!(f, "{}", c.escape_default())?;
+                continue;
             }
+            out.write_str(&self.text[plain_from..at])?;
+            write!(out, "{}", c.escape_default())?;
+            plain_from = at + c.len_utf8();
         }
-        Ok(())
+        out.write_str(&self.text[plain_from..])
+    }
+}
+
+impl fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The one routing table: every path the server answers is matched here, and every request
-//! is logged here (method, path, status, latency, client id when known; never credentials),
-//! each field from the request cut and escaped ([`crate::logfield`]).
+//! is logged here ([`crate::reqlog`]: method, path, status, latency, client id when known;
+//! never credentials).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 
 use super::state::AppState;
 use crate::http::response::{self, Body};
-use crate::logfield::{self, Bounded};
 
 /// The hyper service: cheap to clone, all state behind one `Arc`.
 #[derive(Clone)]
@@ -59,17 +58,13 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                     None,
                 ),
             };
-            // Whole microseconds as milliseconds: `0.015`, not `0.015231999999999999`.
-            let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
-            tracing::info!(
-                target: "steelcut::request",
-                method = %Bounded::new(method.as_str(), logfield::METHOD),
-                path = %Bounded::new(path, logfield::PATH),
-                status = resp.status().as_u16(),
-                latency_ms,
-                client_id = %Bounded::new(client_id.as_deref().unwrap_or("-"), logfield::CLIENT_ID),
-                "request"
-            );
+            crate::reqlog::log(&crate::reqlog::Request {
+                method: method.as_str(),
+                path,
+                status: resp.status().as_u16(),
+                latency: started.elapsed(),
+                client_id: client_id.as_deref(),
+            });
             Ok(resp)
         })
     }
@@ -90,7 +85,9 @@ where
     if let Some(auth) = &state.auth {
         if path == auth.config.token_path {
             let started = Instant::now();
-            let outcome = crate::auth::token::handle(auth, req).await;
+            // Boxed: the token exchange is a large future (body, argon2, database) that the
+            // far more frequent resource reads should not carry.
+            let outcome = Box::pin(crate::auth::token::handle(auth, req)).await;
             state.metrics.token_request(outcome.label);
             state.metrics.token_issue_seconds.observe(started.elapsed());
             return (outcome.response, outcome.client_id);

@@ -65,7 +65,7 @@ pub fn check_config(args: &CheckArgs) -> Result<()> {
 pub fn serve(arg: &ConfigArg) -> Result<()> {
     let started = std::time::Instant::now();
     let Checked { config, warnings } = load_checked(&arg.config, true).map_err(refused)?;
-    let (log, _log_guard) = logging::init(&config);
+    let (log, _log_guard) = logging::init(&config)?;
     raise_open_file_limit();
     log_warnings(&config, &warnings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
