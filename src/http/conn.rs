@@ -261,22 +261,35 @@ impl Drop for InFlight {
 impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = TrackedCall<S::Future>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(Peer(self.peer));
         self.state.request_started();
-        let guard = InFlight(self.state.clone());
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await;
-            drop(guard);
-            resp
-        })
+        TrackedCall {
+            inner: self.inner.call(req),
+            _in_flight: InFlight(self.state.clone()),
+        }
+    }
+}
+
+/// A request being answered: the inner service's future, and the mark that the connection
+/// has a request in flight until it is answered or dropped. (No box of its own: the router's
+/// future is boxed already.)
+pub struct TrackedCall<F> {
+    inner: F,
+    _in_flight: InFlight,
+}
+
+impl<F: Future + Unpin> Future for TrackedCall<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.inner).poll(cx)
     }
 }
 

@@ -37,12 +37,14 @@ use crate::logfield::{self, Bounded};
 use crate::metrics::ListenerCounters;
 
 /// What the accept loop serves: the application's routing table, one clone per connection.
+/// Its future is `Unpin` (boxed, typically) so that the per-request bookkeeping wraps it
+/// without a second allocation.
 pub trait AppService:
     hyper::service::Service<
         Request<Incoming>,
         Response = Response<Body>,
         Error = Infallible,
-        Future: Send + 'static,
+        Future: Send + Unpin + 'static,
     > + Clone
     + Send
     + Sync
@@ -54,7 +56,7 @@ impl<S> AppService for S
 where
     S: Clone + Send + Sync + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
 }
 

@@ -23,7 +23,7 @@ use crate::http::request::{authorization, AuthorizationError};
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::cache::TokenCache;
+use super::cache::{TokenCache, TokenHash};
 use super::catalog::Route;
 use super::claims::{
     check_claims, check_time_and_issuer, validation_for, RawClaims, VerifiedClaims,
@@ -68,8 +68,17 @@ fn is_token68(s: &str) -> bool {
     !body.is_empty() && body.bytes().all(|b| TOKEN68[b as usize])
 }
 
-/// The bearer token of a request (RFC 6750 section 2.1).
-pub fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
+/// The bearer token of a request (RFC 6750 section 2.1), checked to be token68.
+#[cfg(test)]
+fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let token = presented(headers)?;
+    check_token68(token)?;
+    Ok(token)
+}
+
+/// The token of the request's one `Authorization: Bearer` header, as sent: not yet checked
+/// to be token68 ([`check_token68`]).
+fn presented(headers: &HeaderMap) -> Result<&str, BearerError> {
     let header = match authorization(headers) {
         Ok(Some(h)) => h,
         Ok(None) => return Err(BearerError::Missing),
@@ -91,14 +100,18 @@ pub fn credentials(headers: &HeaderMap) -> Result<&str, BearerError> {
     if token.is_empty() {
         return Err(BearerError::Malformed("the Bearer scheme needs a token"));
     }
-    if !is_token68(token) {
-        return Err(BearerError::Malformed(if token.contains([' ', '\t']) {
-            "send exactly one bearer token"
-        } else {
-            "the bearer token has characters outside token68"
-        }));
-    }
     Ok(token)
+}
+
+fn check_token68(token: &str) -> Result<(), BearerError> {
+    if is_token68(token) {
+        return Ok(());
+    }
+    Err(BearerError::Malformed(if token.contains([' ', '\t']) {
+        "send exactly one bearer token"
+    } else {
+        "the bearer token has characters outside token68"
+    }))
 }
 
 /// The header's `alg` and `kid`, after the checks that need no key.
@@ -157,34 +170,43 @@ pub async fn authorize(
     route: &Route,
     headers: &HeaderMap,
 ) -> Result<Arc<VerifiedClaims>, BearerError> {
-    let token = credentials(headers)?;
+    let token = presented(headers)?;
     let now = jsonwebtoken::get_current_timestamp();
-    let claims = verified(keys, cache, route, token, now)
-        .await
-        .map_err(BearerError::Invalid)?;
-    check_claims(&claims, &route.policy, now)?;
-    Ok(claims)
-}
-
-/// The claims of a token whose header and signature check out, from the cache when the same
-/// token was verified before with the keys in force.
-async fn verified(
-    keys: &KeyStore,
-    cache: &TokenCache,
-    route: &Route,
-    token: &str,
-    now: u64,
-) -> Result<Arc<VerifiedClaims>, InvalidToken> {
     // The key set version is read before the key is looked up: if the keys change in between,
     // the token is stored under the older version, which the cache no longer serves.
     let cached = cache
         .enabled()
         .then(|| (TokenCache::hash(token), keys.version()));
-    if let Some((hash, version)) = &cached {
-        if let Some(claims) = cache.get(hash, *version, now) {
-            return Ok(claims);
+    // A cached token is byte for byte one that passed every check up to its signature (the key
+    // is its SHA-256), token68 included: only the checks of the route and the clock run again.
+    let hit = cached
+        .as_ref()
+        .and_then(|(hash, version)| cache.get(hash, *version, now));
+    let claims = match hit {
+        Some(claims) => claims,
+        None => {
+            check_token68(token)?;
+            // Boxed: the key lookup may fetch a JWKS, a large future that a cached token, the
+            // common case, should not carry.
+            Box::pin(verify(keys, cache, route, token, now, cached))
+                .await
+                .map_err(BearerError::Invalid)?
         }
-    }
+    };
+    check_claims(&claims, &route.policy, now)?;
+    Ok(claims)
+}
+
+/// The claims of a token not in the cache, once its header and signature check out; stored
+/// under `cached` (its hash and the key set version) when it is worth remembering.
+async fn verify(
+    keys: &KeyStore,
+    cache: &TokenCache,
+    route: &Route,
+    token: &str,
+    now: u64,
+    cached: Option<(TokenHash, u64)>,
+) -> Result<Arc<VerifiedClaims>, InvalidToken> {
     let (alg, kid) = check_header(token)?;
     let key = keys.key(&kid).await.ok_or(InvalidToken::UnknownKey)?;
     // The key decides the algorithm, never the token.
