@@ -187,10 +187,17 @@ PIDS+=("$BASE_PID")
 wait_ready "http://127.0.0.1:$BPORT/"
 echo "== (d) baseline" >&2
 read -r B_RPS B_P50 B_P99 B_ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$BPORT/api_v0.0.1")
-row "d baseline (hyper, no auth)|-|$B_RPS|$B_P50|$B_P99|$B_ERR|$(peak_rss_mib "$BASE_PID")|1.00"
-kill "$BASE_PID"
+row "d baseline (hyper, no auth)|-|$B_RPS|$B_P50|$B_P99|$B_ERR|$(peak_rss_mib "$BASE_PID")|1.00|-"
+BASELINES=("$B_RPS")
 
-ratio() { python3 -c "print(f'{$1/$B_RPS:.2f}' if $B_RPS else 'n/a')"; }
+# The baseline keeps running: each ratio is to a baseline run made just before the scenario,
+# because a shared machine's speed drifts over minutes (the first run is not enough).
+rebase() {
+    read -r B_RPS _ _ _ < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$BPORT/api_v0.0.1")
+    BASELINES+=("$B_RPS")
+}
+# "ratio|baseline req/s" for the last two columns.
+ratio() { python3 -c "print(f'{$1/$B_RPS:.2f}|$B_RPS' if $B_RPS else 'n/a|-')"; }
 
 # --- start to ready ----------------------------------------------------------------------------
 SPORT=$(free_port)
@@ -239,10 +246,12 @@ for BACKEND in sqlite postgres; do
         curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
     done <"$WORK/clients.$BACKEND"
 
+    rebase
     echo "== (a) warm issuance, $BACKEND" >&2
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
     row "a warm issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
 
+    rebase
     echo "== (c) resource reads, $BACKEND" >&2
     CRED=$(head -1 "$WORK/clients.$BACKEND")
     TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
@@ -255,7 +264,7 @@ for BACKEND in sqlite postgres; do
         # (each reopened as soon as the header-read timeout closes it).
         echo "== (f) reads and warm issuance with 1,000 idle + 200 slowloris connections held" >&2
         python3 "$ROOT/benches/hold.py" 127.0.0.1 "$PORT" --idle 1000 --slowloris 200 \
-            --seconds "$((2 * DURATION + 6))" >"$WORK/hold.out" &
+            --seconds "$((4 * DURATION + 8))" >"$WORK/hold.out" &
         HOLD=$!
         PIDS+=("$HOLD")
         python3 - "$PORT" <<'PY'
@@ -269,8 +278,10 @@ while time.monotonic() < deadline:
         break
     time.sleep(0.2)
 PY
+        rebase
         read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
         row "f resource reads, 1,000 idle + 200 slowloris held|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+        rebase
         read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
         row "f warm issuance, 1,000 idle + 200 slowloris held|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
         wait "$HOLD" || true
@@ -288,7 +299,7 @@ PY
     start_daemon "$CCFG" "$PORT"
     echo "== (b) cold issuance, $BACKEND" >&2
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
-    row "b cold issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    row "b cold issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-|-"
 
     if [ "$BACKEND" = sqlite ]; then
         # Cold issuance for clients imported from steelcut-oauth, whose hashes keep the
@@ -303,7 +314,7 @@ PY
         ILUA=$(token_lua "$WORK/clients.imported")
         echo "== (b) cold issuance, steelcut-oauth's hash cost" >&2
         read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$ILUA")
-        row "b cold issuance, imported hash (m=65536,t=3,p=4)|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+        row "b cold issuance, imported hash (m=65536,t=3,p=4)|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-|-"
     fi
 
     if [ "$BACKEND" = postgres ]; then
@@ -315,13 +326,13 @@ PY
         FLOOD=$!
         sleep 1
         read -r RPS P50 P99 ERR < <(run_wrk 4 "$DURATION" "http://127.0.0.1:$PORT/livez")
-        row "e /livez during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|-|-"
+        row "e /livez during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|-|-|-"
         wait "$FLOOD" || true
         wrk -t1 -c"$CONNS" -d"$((DURATION + 2))"s --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT/token" >/dev/null 2>&1 &
         FLOOD=$!
         sleep 1
         read -r RPS P50 P99 ERR < <(run_wrk 4 "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
-        row "e resource during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-"
+        row "e resource during cold flood|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|-|-"
         wait "$FLOOD" || true
     fi
     kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
@@ -338,9 +349,11 @@ for ALG in ES256 RS256; do
     while read -r cred; do
         curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
     done <"$WORK/clients.sqlite"
+    rebase
     echo "== (a) warm issuance, $ALG" >&2
     read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
     row "a warm issuance, $ALG|sqlite|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    rebase
     echo "== (c) resource reads, $ALG" >&2
     CRED=$(head -1 "$WORK/clients.sqlite")
     TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
@@ -363,9 +376,10 @@ IMPORTED_ALLOWED=$(python3 -c "print(f'{$(nproc) * 1000 / $IMPORTED_MS:.0f}')")
     echo "argon2id verify (m=19456 KiB, t=2, p=1): ${VERIFY_MS} ms, so cold issuance can reach at most ${ALLOWED}/s on $(nproc) cores"
     echo "argon2id verify of an imported steelcut-oauth hash (m=65536 KiB, t=3, p=4): ${IMPORTED_MS} ms, at most ${IMPORTED_ALLOWED}/s"
     echo "daemons log at info: one line per request, as in production"
+    echo "baseline runs over the benchmark (req/s): ${BASELINES[*]}"
     echo
-    echo "| scenario | store | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ratio to baseline |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    echo "| scenario | store | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ratio to baseline | baseline req/s, run just before |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
 } | tee "${OUT:-/dev/null}"
 [ "$SMOKE" = 1 ] && echo "bench smoke run finished" >&2
