@@ -18,10 +18,7 @@ use crate::tools::{require, APACHE, MOD_AUTH_OPENIDC};
 /// A steelcutd auth node serving HTTPS with a throwaway certificate for 127.0.0.1, signing
 /// with `alg`; returns it, an HTTPS client trusting the certificate, and the certificate file.
 async fn tls_node(alg: &str, tls: &Path) -> (TestApp, reqwest::Client, PathBuf) {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let (cert_file, key_file) = (tls.join("cert.pem"), tls.join("key.pem"));
-    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
-    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let cert = TestCert::new(tls);
     let app = spawn_app_from_toml(&format!(
         r#"roles = ["auth"]
 [server]
@@ -37,16 +34,16 @@ signing_alg = "{alg}"
 [auth]
 issuer = "{ISSUER}"
 "#,
-        cert_file.display(),
-        key_file.display()
+        cert.cert.display(),
+        cert.key.display()
     ))
     .await;
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let root = cert.root;
     let https = reqwest::Client::builder()
         .add_root_certificate(root)
         .build()
         .unwrap();
-    (app, https, cert_file)
+    (app, https, cert.cert)
 }
 
 /// A token from the node's token endpoint over HTTPS.

@@ -466,16 +466,10 @@ async fn behind_tls_a_silent_handshake_is_closed_at_the_header_timeout_and_http2
     //    keep-alive; metrics on the admin listener, so the main listener's gauge counts only
     //    the connections under test.
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let cert = TestCert::new(dir.path());
     let app = daemon(&format!(
-        "admin_listen = \"127.0.0.1:0\"\nheader_read_timeout_secs = 1\nkeepalive_timeout_secs = 3\n\
-         [server.tls]\ncert = \"{}\"\nkey = \"{}\"",
-        cert_path.display(),
-        key_path.display()
+        "admin_listen = \"127.0.0.1:0\"\nheader_read_timeout_secs = 1\nkeepalive_timeout_secs = 3\n{}",
+        cert.server_tls()
     ))
     .await;
     let open = || app.metric("steelcut_connections_open{listener=\"main\"}");
@@ -490,7 +484,7 @@ async fn behind_tls_a_silent_handshake_is_closed_at_the_header_timeout_and_http2
     );
     // 3. An HTTP/2 connection with one request, then idle: still open after the header
     //    timeout, closed at the keep-alive timeout.
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let root = cert.root;
     let h2 = reqwest::Client::builder()
         .add_root_certificate(root)
         .http2_prior_knowledge()

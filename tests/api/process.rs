@@ -192,23 +192,15 @@ async fn sigterm_lets_a_request_in_flight_finish_and_drops_one_still_sending_the
 async fn tls_serves_http2_and_http1_with_a_generated_certificate() {
     // 1. A self-signed certificate for 127.0.0.1, and a daemon serving HTTPS with it.
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let cert = TestCert::new(dir.path());
     let d = spawn_app_with(TestOptions {
         mode: Mode::Binary,
-        server_extra: format!(
-            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
-            cert_path.display(),
-            key_path.display()
-        ),
+        server_extra: cert.server_tls(),
         ..TestOptions::default()
     })
     .await;
     // 2. HTTPS with HTTP/2 over ALPN, and HTTP/1.1 when that is all the client speaks.
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let root = cert.root;
     let url = format!("https://{}/.well-known/jwks.json", d.addr);
     let h2 = reqwest::Client::builder()
         .add_root_certificate(root.clone())

@@ -824,6 +824,36 @@ impl Drop for TestApp {
     }
 }
 
+/// A throwaway self-signed certificate for 127.0.0.1 and localhost, written into `dir` as
+/// `cert.pem` and `key.pem`.
+pub struct TestCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A client's trust anchor for it.
+    pub root: reqwest::Certificate,
+}
+
+impl TestCert {
+    pub fn new(dir: &Path) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("self-signed certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).expect("write cert.pem");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key.pem");
+        let root = reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("root");
+        Self { cert, key, root }
+    }
+
+    /// The `[server.tls]` table naming both files.
+    pub fn server_tls(&self) -> String {
+        format!(
+            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+}
+
 pub fn open_store(url: &str) -> Store {
     Store::open(&DatabaseConfig {
         url: DatabaseUrl::parse(url).expect("database url"),
