@@ -14,7 +14,8 @@
 //! Every value from the request is cut and escaped ([`crate::logfield`]).
 
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,11 @@ struct Installed {
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
+/// Whether the filter lets request lines through, as [`refresh`] last found it. Asking the
+/// filter on every request (a reloadable filter cannot cache its answer per call site) cost
+/// more than laying out the line.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
 thread_local! {
     /// The line being formatted, reused from request to request.
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
@@ -54,9 +60,16 @@ thread_local! {
 }
 
 /// Sends request lines to `sink` from now on. Returns `false` (and changes nothing) if a sink
-/// is installed already.
+/// is installed already. Call [`refresh`] once the filter is in place, and whenever it changes.
 pub fn install(layout: Layout, sink: Box<dyn Sink>) -> bool {
     INSTALLED.set(Installed { layout, sink }).is_ok()
+}
+
+/// Asks the `tracing` filter again whether request lines are wanted (at start, and after the
+/// filter is reloaded).
+pub fn refresh() {
+    let enabled = tracing::enabled!(target: TARGET, tracing::Level::INFO);
+    ENABLED.store(enabled, Ordering::Relaxed);
 }
 
 /// One request, as logged.
@@ -72,10 +85,10 @@ pub struct Request<'a> {
 
 /// Logs one request, if the filter lets `steelcut::request` lines through at `INFO`.
 pub fn log(request: &Request<'_>) {
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-        return;
-    }
     let Some(installed) = INSTALLED.get() else {
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return;
+        }
         tracing::info!(
             target: TARGET,
             method = %Bounded::new(request.method, logfield::METHOD),
@@ -87,6 +100,9 @@ pub fn log(request: &Request<'_>) {
         );
         return;
     };
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     LINE.with(|line| {
         let mut line = line.borrow_mut();
         line.clear();
@@ -111,12 +127,11 @@ fn format(layout: Layout, r: &Request<'_>, now: SystemTime, out: &mut String) ->
             method.write_to(out)?;
             out.push_str(" path=");
             path.write_to(out)?;
-            write!(
-                out,
-                " status={} latency_ms={} client_id=",
-                r.status,
-                Millis(r.latency)
-            )?;
+            out.push_str(" status=");
+            push_u64(out, r.status.into());
+            out.push_str(" latency_ms=");
+            push_millis(out, r.latency);
+            out.push_str(" client_id=");
             client_id.write_to(out)?;
         }
         Layout::Json => {
@@ -126,12 +141,11 @@ fn format(layout: Layout, r: &Request<'_>, now: SystemTime, out: &mut String) ->
             json_string(method, out)?;
             out.push_str(",\"path\":");
             json_string(path, out)?;
-            write!(
-                out,
-                ",\"status\":{},\"latency_ms\":{},\"client_id\":",
-                r.status,
-                Millis(r.latency)
-            )?;
+            out.push_str(",\"status\":");
+            push_u64(out, r.status.into());
+            out.push_str(",\"latency_ms\":");
+            push_millis(out, r.latency);
+            out.push_str(",\"client_id\":");
             json_string(client_id, out)?;
             out.push_str("},\"target\":\"steelcut::request\"}");
         }
@@ -154,7 +168,42 @@ fn timestamp(now: SystemTime, out: &mut String) {
         }
         out.push_str(&second.1);
     });
-    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+    out.push('.');
+    push_padded(out, since.subsec_micros().into(), 6);
+    out.push('Z');
+}
+
+/// Decimal digits, without `core::fmt`'s machinery (the line's numbers are its hot part).
+fn push_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
+/// `v` in at least `width` digits, zero-padded on the left.
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// A latency in milliseconds with whole microseconds: `0.015`, `1.5`, `31`: the digits a
+/// float of `micros / 1000` prints, without going through a float.
+fn push_millis(out: &mut String, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    push_u64(out, micros / 1000);
+    let mut frac = micros % 1000;
+    if frac == 0 {
+        return;
+    }
+    let mut digits = 3;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    out.push('.');
+    push_padded(out, frac, digits);
 }
 
 /// A value of [`Bounded`] as a JSON string. Its text is printable ASCII (and `…`), with `"`
@@ -180,24 +229,14 @@ fn json_string(value: Bounded<'_>, out: &mut String) -> fmt::Result {
     Ok(())
 }
 
-/// A latency in milliseconds with whole microseconds: `0.015`, `1.5`, `31`: the digits a
-/// float of `micros / 1000` prints, without going through a float.
+/// [`push_millis`] for `tracing` fields.
 struct Millis(Duration);
 
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}", micros / 1000)?;
-        let mut frac = micros % 1000;
-        if frac == 0 {
-            return Ok(());
-        }
-        let mut digits = 3;
-        while frac.is_multiple_of(10) {
-            frac /= 10;
-            digits -= 1;
-        }
-        write!(f, ".{frac:0digits$}")
+        let mut text = String::with_capacity(16);
+        push_millis(&mut text, self.0);
+        f.write_str(&text)
     }
 }
 

@@ -3,22 +3,27 @@
 //! never credentials).
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{ready, Future, Ready};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::Either;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::state::AppState;
 use crate::http::response::{self, Body};
+use crate::http::server::AppService;
 
-/// The hyper service: cheap to clone, all state behind one `Arc`.
+/// The hyper service: cheap to clone, all state behind one `Arc`; one per connection, which
+/// knows its peer.
 #[derive(Clone)]
 pub struct Router {
     state: Arc<AppState>,
     listener: Listener,
+    peer: IpAddr,
 }
 
 /// Which listener a router serves: the admin listener answers only health and metrics, and
@@ -31,26 +36,58 @@ pub enum Listener {
 
 impl Router {
     pub fn new(state: Arc<AppState>, listener: Listener) -> Self {
-        Self { state, listener }
+        Self {
+            state,
+            listener,
+            peer: IpAddr::from([0, 0, 0, 0]),
+        }
     }
 }
+
+impl AppService for Router {
+    fn for_connection(&self, peer: SocketAddr) -> Self {
+        Self {
+            peer: peer.ip(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A request answered at once ([`route_now`]: no allocation, no future to drive), or later.
+pub type RouterFuture = Either<
+    Ready<Result<Response<Body>, Infallible>>,
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+>;
 
 impl hyper::service::Service<Request<Incoming>> for Router {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = RouterFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
+        if self.listener == Listener::Main {
+            if let Some((resp, client_id)) = route_now(&self.state, &req) {
+                log(
+                    req.method(),
+                    req.uri().path(),
+                    &resp,
+                    started,
+                    client_id.as_deref(),
+                );
+                return Either::Left(ready(Ok(resp)));
+            }
+        }
         let state = self.state.clone();
         let listener = self.listener;
-        Box::pin(async move {
-            let started = Instant::now();
+        let peer = self.peer;
+        Either::Right(Box::pin(async move {
             let method = req.method().clone();
             // A Uri clone shares its bytes: no allocation for the log line.
             let uri = req.uri().clone();
             let path = uri.path();
             let (resp, client_id) = match listener {
-                Listener::Main => route(&state, req).await,
+                Listener::Main => route(&state, req, peer).await,
                 Listener::Admin => (
                     admin_route(&state, path)
                         .await
@@ -58,16 +95,43 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                     None,
                 ),
             };
-            crate::reqlog::log(&crate::reqlog::Request {
-                method: method.as_str(),
-                path,
-                status: resp.status().as_u16(),
-                latency: started.elapsed(),
-                client_id: client_id.as_deref(),
-            });
+            log(&method, path, &resp, started, client_id.as_deref());
             Ok(resp)
-        })
+        }))
     }
+}
+
+/// The request line of the log ([`crate::reqlog`]).
+fn log(method: &Method, path: &str, resp: &Response<Body>, started: Instant, client: Option<&str>) {
+    crate::reqlog::log(&crate::reqlog::Request {
+        method: method.as_str(),
+        path,
+        status: resp.status().as_u16(),
+        latency: started.elapsed(),
+        client_id: client,
+    });
+}
+
+/// The answer [`route`] would give, when it can be given without awaiting anything: a request
+/// for a resource route whose token is refused outright or is in the token cache, the
+/// daemon's most frequent request. `None` sends the request the way of [`route`], which also
+/// takes every path that [`route`] matches before the resource routes.
+fn route_now<B>(state: &AppState, req: &Request<B>) -> Option<(Response<Body>, Option<String>)> {
+    let path = req.uri().path();
+    if let Some(auth) = &state.auth {
+        if path == auth.config.token_path || path.starts_with("/.well-known/") {
+            return None;
+        }
+    }
+    if state.config.server.admin_listen.is_none() && is_admin_path(path) {
+        return None;
+    }
+    let outcome = state.resource.as_ref()?.handle_now(req)?;
+    Some((outcome.response, outcome.client_id))
+}
+
+fn is_admin_path(path: &str) -> bool {
+    matches!(path, "/livez" | "/readyz" | "/metrics")
 }
 
 /// Only these methods read documents.
@@ -75,8 +139,13 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// Dispatches a request. Returns the response and the authenticated client id, if any.
-pub async fn route<B>(state: &AppState, req: Request<B>) -> (Response<Body>, Option<String>)
+/// Dispatches a request from `peer`. Returns the response and the authenticated client id, if
+/// any.
+pub async fn route<B>(
+    state: &AppState,
+    req: Request<B>,
+    peer: IpAddr,
+) -> (Response<Body>, Option<String>)
 where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -87,7 +156,7 @@ where
             let started = Instant::now();
             // Boxed: the token exchange is a large future (body, argon2, database) that the
             // far more frequent resource reads should not carry.
-            let outcome = Box::pin(crate::auth::token::handle(auth, req)).await;
+            let outcome = Box::pin(crate::auth::token::handle(auth, req, peer)).await;
             state.metrics.token_request(outcome.label);
             state.metrics.token_issue_seconds.observe(started.elapsed());
             return (outcome.response, outcome.client_id);

@@ -14,7 +14,7 @@ use super::client_auth::{self, Credentials};
 use super::error::{InternalError, TokenError};
 use super::AuthState;
 use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
-use crate::http::request::{self, BodyError, Form, Peer};
+use crate::http::request::{self, BodyError, Form};
 use crate::http::response::{self, Body};
 use crate::logfield::{self, Bounded};
 use crate::store::clients::Client;
@@ -66,8 +66,8 @@ pub struct Outcome {
     pub label: &'static str,
 }
 
-/// Handles a request to the token endpoint.
-pub async fn handle<B>(state: &AuthState, req: Request<B>) -> Outcome
+/// Handles a request to the token endpoint that came from `peer` (the connection's address).
+pub async fn handle<B>(state: &AuthState, req: Request<B>, peer: IpAddr) -> Outcome
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -80,7 +80,7 @@ where
         };
     }
     let mut client_id = None;
-    let result = issue(state, req, &mut client_id).await;
+    let result = issue(state, req, peer, &mut client_id).await;
     match result {
         Ok(response) => Outcome {
             response,
@@ -115,16 +115,13 @@ where
 async fn issue<B>(
     state: &AuthState,
     req: Request<B>,
+    peer: IpAddr,
     authenticated: &mut Option<String>,
 ) -> Result<Response<Body>, TokenError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let peer = req
-        .extensions()
-        .get::<Peer>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
     let address = request::client_address(peer, req.headers(), &state.trusted_proxies);
     let (form, credentials) = read_request(state, req).await?;
     let repeated =

@@ -214,6 +214,7 @@ impl SignalLoop {
         if let Some(handle) = &self.log {
             if std::env::var_os("RUST_LOG").is_none() {
                 let _ = handle.reload(logging::filter(&level));
+                crate::reqlog::refresh();
             }
         }
         Ok(restart)

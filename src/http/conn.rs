@@ -22,7 +22,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,7 +33,6 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::request::Peer;
 use super::response::Body;
 use crate::metrics::ListenerCounters;
 
@@ -234,18 +232,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
-/// A service that reports each request's start and end to a [`ConnState`], and gives each
-/// request its connection's peer address ([`Peer`]).
+/// A service that reports each request's start and end to a [`ConnState`].
 #[derive(Clone)]
 pub struct Tracked<S> {
     inner: S,
     state: Arc<ConnState>,
-    peer: SocketAddr,
 }
 
 impl<S> Tracked<S> {
-    pub fn new(inner: S, state: Arc<ConnState>, peer: SocketAddr) -> Self {
-        Self { inner, state, peer }
+    pub fn new(inner: S, state: Arc<ConnState>) -> Self {
+        Self { inner, state }
     }
 }
 
@@ -267,8 +263,7 @@ where
     type Error = Infallible;
     type Future = TrackedCall<S::Future>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(Peer(self.peer));
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.state.request_started();
         TrackedCall {
             inner: self.inner.call(req),

@@ -4,4 +4,5 @@ pub mod conn;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod stage;
 pub mod tls;

@@ -133,11 +133,6 @@ pub fn authorization(
     }))
 }
 
-/// The peer address of the connection a request came on; the accept loop puts it in every
-/// request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
-
 /// The address a request comes from: the peer's, unless the peer is one of `trusted` proxies,
 /// in which case the address that proxy names is taken instead — from `Forwarded` (RFC 7239)
 /// if present, else `X-Forwarded-For` — walking the list from the right and skipping further

@@ -13,10 +13,11 @@
 //!   within the grace period, then closes what is left.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -27,18 +28,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::conn::{ConnState, Timeouts, Tracked, TrackedIo};
 use super::response::Body;
+use super::stage::{Stage, Stages};
 use super::tls::TlsHandle;
 use crate::logfield::{self, Bounded};
 use crate::metrics::ListenerCounters;
 
-/// What the accept loop serves: the application's routing table, one clone per connection.
-/// Its future is `Unpin` (boxed, typically) so that the per-request bookkeeping wraps it
-/// without a second allocation.
+/// What the accept loop serves: the application's routing table, one per connection. Its
+/// future is `Unpin` (boxed, typically) so that the per-request bookkeeping wraps it without a
+/// second allocation.
 pub trait AppService:
     hyper::service::Service<
         Request<Incoming>,
@@ -50,14 +51,9 @@ pub trait AppService:
     + Sync
     + 'static
 {
-}
-
-impl<S> AppService for S
-where
-    S: Clone + Send + Sync + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + Unpin + 'static,
-{
+    /// The service for one connection from `peer`. (Knowing its peer per connection spares
+    /// every request an extension map, with its allocations, to carry the address.)
+    fn for_connection(&self, peer: SocketAddr) -> Self;
 }
 
 /// The largest request head (request line and headers) accepted, on HTTP/1.1 and HTTP/2.
@@ -82,10 +78,9 @@ struct Shared<S> {
     tls: Option<TlsHandle>,
     limits: Limits,
     counters: Arc<ListenerCounters>,
-    /// Cancelled when shutdown begins: idle connections close, busy ones finish.
-    stopping: CancellationToken,
-    /// Cancelled when the grace period is over: every connection closes.
-    stopped: CancellationToken,
+    /// Stopping when shutdown begins (idle connections close, busy ones finish), stopped when
+    /// the grace period is over (every connection closes).
+    stages: Stages,
 }
 
 fn builder(limits: &Limits) -> Builder<TokioExecutor> {
@@ -126,8 +121,7 @@ pub async fn serve<S>(
         tls,
         limits,
         counters,
-        stopping: CancellationToken::new(),
-        stopped: CancellationToken::new(),
+        stages: Stages::default(),
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
@@ -157,7 +151,7 @@ pub async fn serve<S>(
     }
     drop(listener);
     tracker.close();
-    shared.stopping.cancel();
+    shared.stages.enter(Stage::Stopping);
     tokio::select! {
         () = tracker.wait() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.grace) => {
@@ -165,7 +159,7 @@ pub async fn serve<S>(
                 grace_secs = limits.grace.as_secs(),
                 "grace period over; closing remaining connections"
             );
-            shared.stopped.cancel();
+            shared.stages.enter(Stage::Stopped);
             tracker.wait().await;
         }
     }
@@ -228,56 +222,103 @@ async fn connection<S>(
     // The handshake gets the header timeout, and is abandoned at shutdown.
     let handshake =
         tokio::time::timeout(shared.limits.timeouts.header_read, acceptor.accept(stream));
-    tokio::select! {
-        result = handshake => match result {
-            Ok(Ok(tls_stream)) => drive(tls_stream, peer, state, &shared).await,
-            Ok(Err(e)) => tracing::debug!(error = %Bounded::new(&e.to_string(), logfield::ERROR), "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        },
-        () = shared.stopping.cancelled() => {}
+    tokio::pin!(handshake);
+    let mut watch = shared.stages.watch();
+    let handshake = poll_fn(|cx| {
+        if let Poll::Ready(result) = handshake.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        watch.poll_change(cx).map(|_| None)
+    });
+    match handshake.await {
+        Some(Ok(Ok(tls_stream))) => drive(tls_stream, peer, state, &shared).await,
+        Some(Ok(Err(e))) => {
+            tracing::debug!(error = %Bounded::new(&e.to_string(), logfield::ERROR), "TLS handshake failed")
+        }
+        Some(Err(_)) => tracing::debug!("TLS handshake timed out"),
+        // Shutdown began: a handshake has no request in flight yet.
+        None => {}
     }
 }
 
+/// Why a connection's task woke up with something to do.
+enum Wake<E> {
+    /// The connection ended (the peer closed it, or an error).
+    Ended(Result<(), E>),
+    Stage(Stage),
+    /// The deadline (or the recheck while a request is in flight) came.
+    Timer,
+}
+
 /// Serves HTTP on an established stream until it ends, its deadline passes, or shutdown.
+///
+/// The connection's task wakes several times per request; each wake polls the connection,
+/// then checks the shutdown stage (an atomic load) and the timer (an atomic load once it is
+/// registered with this task's waker), rather than re-polling every branch of a `select!`.
 async fn drive<I, S>(io: I, peer: SocketAddr, state: Arc<ConnState>, shared: &Shared<S>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: AppService,
 {
     let io = TokioIo::new(TrackedIo::new(io, state.clone()));
-    let service = Tracked::new(shared.service.clone(), state.clone(), peer);
+    let service = Tracked::new(shared.service.for_connection(peer), state.clone());
     let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
     let timeouts = shared.limits.timeouts;
     // While a request is in flight there is no deadline; look again this often.
     let recheck = timeouts.header_read.min(Duration::from_secs(1));
-    let mut draining = false;
+    let mut watch = shared.stages.watch();
     loop {
-        let wake = state
+        let wake_at = state
             .deadline(timeouts)
             .unwrap_or_else(|| Instant::now() + recheck);
-        tokio::select! {
-            result = conn.as_mut() => {
+        let timer = tokio::time::sleep_until(wake_at);
+        tokio::pin!(timer);
+        let mut timer_waker: Option<Waker> = None;
+        let wake = poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Ended(result));
+            }
+            if let Poll::Ready(stage) = watch.poll_change(cx) {
+                return Poll::Ready(Wake::Stage(stage));
+            }
+            if timer_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                return match timer.is_elapsed() {
+                    true => Poll::Ready(Wake::Timer),
+                    false => Poll::Pending,
+                };
+            }
+            timer_waker = Some(cx.waker().clone());
+            timer.as_mut().poll(cx).map(|()| Wake::Timer)
+        })
+        .await;
+        match wake {
+            Wake::Ended(result) => {
                 if let Err(e) = result {
                     let error = e.to_string();
                     tracing::debug!(error = %Bounded::new(&error, logfield::ERROR), "connection ended with an error");
                 }
                 return;
             }
-            () = tokio::time::sleep_until(wake) => {
-                if state.deadline(timeouts).is_some_and(|d| d <= Instant::now()) {
+            Wake::Timer => {
+                if state
+                    .deadline(timeouts)
+                    .is_some_and(|d| d <= Instant::now())
+                {
                     tracing::debug!("closing a connection that timed out");
                     return;
                 }
             }
-            () = shared.stopping.cancelled(), if !draining => {
+            Wake::Stage(Stage::Stopping) => {
                 if state.is_idle() {
                     return;
                 }
                 conn.as_mut().graceful_shutdown();
-                draining = true;
             }
-            () = shared.stopped.cancelled() => return,
+            Wake::Stage(_) => return,
         }
     }
 }

@@ -163,6 +163,29 @@ fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
     }
 }
 
+/// What the token cache alone says of the request's bearer token for `route`, without any
+/// signature work: its claims, with the route's checks passed, when the token is in the cache;
+/// `None` when the token must be verified ([`authorize`]); or the refusal.
+pub fn authorize_cached(
+    keys: &KeyStore,
+    cache: &TokenCache,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<VerifiedClaims>>, BearerError> {
+    let token = presented(headers)?;
+    if !cache.enabled() {
+        return Ok(None);
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    // A cached token is byte for byte one that passed every check up to its signature (the key
+    // is its SHA-256), token68 included: only the checks of the route and the clock run again.
+    let Some(claims) = cache.get(&TokenCache::hash(token), keys.version(), now) else {
+        return Ok(None);
+    };
+    check_claims(&claims, &route.policy, now)?;
+    Ok(Some(claims))
+}
+
 /// Checks the request's bearer token for `route`; returns its claims.
 pub async fn authorize(
     keys: &KeyStore,
@@ -170,29 +193,22 @@ pub async fn authorize(
     route: &Route,
     headers: &HeaderMap,
 ) -> Result<Arc<VerifiedClaims>, BearerError> {
+    if let Some(claims) = authorize_cached(keys, cache, route, headers)? {
+        return Ok(claims);
+    }
     let token = presented(headers)?;
+    check_token68(token)?;
     let now = jsonwebtoken::get_current_timestamp();
     // The key set version is read before the key is looked up: if the keys change in between,
     // the token is stored under the older version, which the cache no longer serves.
     let cached = cache
         .enabled()
         .then(|| (TokenCache::hash(token), keys.version()));
-    // A cached token is byte for byte one that passed every check up to its signature (the key
-    // is its SHA-256), token68 included: only the checks of the route and the clock run again.
-    let hit = cached
-        .as_ref()
-        .and_then(|(hash, version)| cache.get(hash, *version, now));
-    let claims = match hit {
-        Some(claims) => claims,
-        None => {
-            check_token68(token)?;
-            // Boxed: the key lookup may fetch a JWKS, a large future that a cached token, the
-            // common case, should not carry.
-            Box::pin(verify(keys, cache, route, token, now, cached))
-                .await
-                .map_err(BearerError::Invalid)?
-        }
-    };
+    // Boxed: the key lookup may fetch a JWKS, a large future that a cached token, the common
+    // case, should not carry.
+    let claims = Box::pin(verify(keys, cache, route, token, now, cached))
+        .await
+        .map_err(BearerError::Invalid)?;
     check_claims(&claims, &route.policy, now)?;
     Ok(claims)
 }

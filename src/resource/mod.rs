@@ -32,6 +32,7 @@ use crate::keys::{KeySet, Schedule};
 use crate::metrics::Metrics;
 use cache::TokenCache;
 use catalog::{Catalog, DocumentError, Route};
+use claims::VerifiedClaims;
 pub use error::BearerError;
 use keys::{KeySourceError, KeyStore};
 use watch::WatchError;
@@ -203,25 +204,43 @@ impl ResourceState {
     pub async fn handle<B>(&self, req: Request<B>) -> Option<Outcome> {
         let catalog = self.catalog();
         let route = catalog.route_at(req.uri().path())?;
-        let outcome = self.answer(route, req).await;
+        // The token first, whatever the method: a caller without a valid token learns nothing
+        // about the route, not even which methods it allows.
+        let outcome = match bearer::authorize(&self.keys, &self.tokens, route, req.headers()).await
+        {
+            Ok(claims) => self.answer(route, &req, &claims),
+            Err(refusal) => self.refuse(route, refusal),
+        };
         route.counters.count(outcome.response.status().as_u16());
         Some(outcome)
     }
 
-    /// The answer for a request to `route`.
-    async fn answer<B>(&self, route: &Route, req: Request<B>) -> Outcome {
-        // The token first, whatever the method: a caller without a valid token learns nothing
-        // about the route, not even which methods it allows.
-        let claims = match bearer::authorize(&self.keys, &self.tokens, route, req.headers()).await {
-            Ok(claims) => claims,
-            Err(refusal) => {
-                tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
-                return Outcome {
-                    response: refusal.into_response(&self.realm),
-                    client_id: None,
-                };
-            }
+    /// [`Self::handle`] for the common case, without awaiting: the answer when the path is a
+    /// route and the token is refused outright or found in the token cache; `None` when the
+    /// path is not a route or the token's signature must be checked.
+    pub fn handle_now<B>(&self, req: &Request<B>) -> Option<Outcome> {
+        let catalog = self.catalog.load();
+        let route = catalog.route_at(req.uri().path())?;
+        let outcome = match bearer::authorize_cached(&self.keys, &self.tokens, route, req.headers())
+        {
+            Ok(Some(claims)) => self.answer(route, req, &claims),
+            Ok(None) => return None,
+            Err(refusal) => self.refuse(route, refusal),
         };
+        route.counters.count(outcome.response.status().as_u16());
+        Some(outcome)
+    }
+
+    fn refuse(&self, route: &Route, refusal: BearerError) -> Outcome {
+        tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
+        Outcome {
+            response: refusal.into_response(&self.realm),
+            client_id: None,
+        }
+    }
+
+    /// The answer for a request to `route` that presented a valid token with `claims`.
+    fn answer<B>(&self, route: &Route, req: &Request<B>, claims: &VerifiedClaims) -> Outcome {
         let client_id = claims.client_id.clone().or_else(|| claims.sub.clone());
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {

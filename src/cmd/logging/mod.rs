@@ -52,5 +52,6 @@ pub fn init(config: &Config) -> std::io::Result<(Option<LogHandle>, Guard)> {
         .try_init()
         .ok()
         .map(|_| handle);
+    reqlog::refresh();
     Ok((handle, guard))
 }
