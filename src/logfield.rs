@@ -34,6 +34,10 @@ impl Bounded<'_> {
     /// Writes the value, cut and escaped, to `out`: runs of plain characters in one
     /// `write_str` each, so that a typical value (a path, an id) is a single copy.
     pub fn write_to<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
+        // The common case, checked a byte at a time: short enough and nothing to escape.
+        if self.text.len() <= self.max && self.text.bytes().all(is_plain) {
+            return out.write_str(self.text);
+        }
         let mut plain_from = 0;
         for (count, (at, c)) in self.text.char_indices().enumerate() {
             if count == self.max {
@@ -43,7 +47,7 @@ impl Bounded<'_> {
             // Printable ASCII goes as it is, but for the characters a log reader or parser
             // would take for structure; everything else (controls, newlines, non-ASCII) is
             // written as an escape sequence.
-            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+            if c.is_ascii() && is_plain(c as u8) {
                 continue;
             }
             out.write_str(&self.text[plain_from..at])?;
@@ -52,6 +56,11 @@ impl Bounded<'_> {
         }
         out.write_str(&self.text[plain_from..])
     }
+}
+
+/// Printable ASCII, but for the characters a log reader or parser would take for structure.
+fn is_plain(b: u8) -> bool {
+    (b.is_ascii_graphic() && b != b'"' && b != b'\\') || b == b' '
 }
 
 impl fmt::Display for Bounded<'_> {

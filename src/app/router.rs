@@ -187,7 +187,9 @@ where
         }
     }
     if let Some(resource) = &state.resource {
-        if let Some(outcome) = resource.handle(req).await {
+        // Boxed: a read whose token is cached never comes here (see `route_now`), and the
+        // verification future is large for the token requests that do.
+        if let Some(outcome) = Box::pin(resource.handle(req)).await {
             return (outcome.response, outcome.client_id);
         }
     }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use secrecy::SecretString;
-use serde::Serialize;
 
 use super::client_auth::{self, Credentials};
 use super::error::{InternalError, TokenError};
 use super::AuthState;
 use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
+use crate::http::json;
 use crate::http::request::{self, BodyError, Form};
 use crate::http::response::{self, Body};
 use crate::logfield::{self, Bounded};
@@ -21,40 +21,65 @@ use crate::store::clients::Client;
 use crate::time::now_unix;
 
 /// Claims of an access token (RFC 9068 section 2.2).
-#[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
     sub: &'a str,
     client_id: &'a str,
-    aud: Audience<'a>,
+    aud: &'a [Resource],
     iat: i64,
     nbf: i64,
     exp: i64,
-    jti: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: [u8; 16],
     scope: Option<&'a str>,
 }
 
-/// `aud` is a string for one resource and an array for several (RFC 7519 section 4.1.3).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Audience<'a> {
-    One(&'a str),
-    Many(Vec<&'a str>),
+impl Claims<'_> {
+    /// The claims as JSON, laid out by hand: on the hot path of every token request, where
+    /// serde's generic serializer cost more than the rest of the claims' work together.
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(256);
+        json::open(&mut out);
+        json::string_field(&mut out, "iss", self.iss);
+        json::string_field(&mut out, "sub", self.sub);
+        json::string_field(&mut out, "client_id", self.client_id);
+        audience_field(&mut out, "aud", self.aud);
+        json::int_field(&mut out, "iat", self.iat);
+        json::int_field(&mut out, "nbf", self.nbf);
+        json::int_field(&mut out, "exp", self.exp);
+        json::string_field(&mut out, "jti", &hex::encode(self.jti));
+        if let Some(scope) = self.scope {
+            json::string_field(&mut out, "scope", scope);
+        }
+        json::close(&mut out);
+        out.into_bytes()
+    }
+}
+
+/// `aud` is a string for one resource and an array for several (RFC 7519 section 4.1.3); so is
+/// the response's `resource`.
+fn audience_field(out: &mut String, name: &str, resources: &[Resource]) {
+    match resources {
+        [one] => json::string_field(out, name, one.as_str()),
+        many => json::array_field(out, name, many.iter().map(Resource::as_str)),
+    }
 }
 
 /// The success body (RFC 6749 section 5.1) plus `expires_on`, `not_before` and `resource`,
 /// which clients of the original package read.
-#[derive(Serialize)]
-struct TokenResponse<'a> {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'a str>,
-    expires_on: i64,
-    not_before: i64,
-    resource: Audience<'a>,
+fn token_response(access_token: &str, lifetime: u64, claims: &Claims<'_>) -> Vec<u8> {
+    let mut out = String::with_capacity(access_token.len() + 160);
+    json::open(&mut out);
+    json::string_field(&mut out, "access_token", access_token);
+    json::string_field(&mut out, "token_type", "Bearer");
+    json::int_field(&mut out, "expires_in", lifetime);
+    if let Some(scope) = claims.scope {
+        json::string_field(&mut out, "scope", scope);
+    }
+    json::int_field(&mut out, "expires_on", claims.exp);
+    json::int_field(&mut out, "not_before", claims.nbf);
+    audience_field(&mut out, "resource", claims.aud);
+    json::close(&mut out);
+    out.into_bytes()
 }
 
 /// The outcome of a token request, for the request log.
@@ -207,34 +232,22 @@ fn mint(
     let now = now_ms.div_euclid(1000);
     let lifetime = state.token_lifetime_secs();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
-    let aud = match resources {
-        [one] => Audience::One(one.as_str()),
-        many => Audience::Many(many.iter().map(|r| r.as_str()).collect()),
-    };
-    let jti: [u8; 16] = rand::random();
     let claims = Claims {
         iss: &state.config.issuer,
         sub: &client.client_id,
         client_id: &client.client_id,
-        aud,
+        aud: resources,
         iat: now,
         nbf: now,
         exp: now + lifetime as i64,
-        jti: hex::encode(jti),
+        jti: rand::random(),
         scope: scope.as_deref(),
     };
-    let claims_json = serde_json::to_vec(&claims).map_err(InternalError::from)?;
-    let body = TokenResponse {
-        access_token: key.sign_jwt(&claims_json).map_err(InternalError::from)?,
-        token_type: "Bearer",
-        expires_in: lifetime,
-        scope: scope.as_deref(),
-        expires_on: claims.exp,
-        not_before: claims.nbf,
-        resource: claims.aud,
-    };
+    let access_token = key
+        .sign_jwt(&claims.to_json())
+        .map_err(InternalError::from)?;
     tracing::debug!(client_id = %client.client_id, kid = %key.kid(), "access token issued");
-    Ok(serde_json::to_vec(&body).map_err(InternalError::from)?)
+    Ok(token_response(&access_token, lifetime, &claims))
 }
 
 /// Looks the client up and verifies its secret. Unknown, disabled and wrong-secret clients get
@@ -257,6 +270,23 @@ async fn authenticate(
     {
         return Ok(client);
     }
+    // Boxed: the database and argon2 futures are large, and a client seen before (the common
+    // case) never needs them.
+    Box::pin(authenticate_uncached(
+        state, client_id, secret, basic, digest, address,
+    ))
+    .await
+}
+
+/// [`authenticate`] for credentials not in the cache: throttling, the database, argon2.
+async fn authenticate_uncached(
+    state: &AuthState,
+    client_id: String,
+    secret: SecretString,
+    basic: bool,
+    digest: [u8; 32],
+    address: IpAddr,
+) -> Result<Arc<Client>, TokenError> {
     // Past the cache: from here on an attempt costs an argon2 verify, which too many recent
     // failures for this id or address do not get.
     if let Err(throttled) = state.limiter.check(&client_id, address) {

@@ -55,6 +55,9 @@ pub struct ConnState {
     requests: AtomicU64,
     /// When the connection became idle (accepted, or its last response was written).
     idle_since: AtomicU64,
+    /// No byte written since the last request finished: the first write of its response
+    /// happens as it finishes, and need not read the clock again.
+    finished_unwritten: AtomicBool,
     /// When the first byte of a request arrived after the connection became idle (0: none).
     partial_since: AtomicU64,
     h2: AtomicBool,
@@ -70,6 +73,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            finished_unwritten: AtomicBool::new(false),
             partial_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             preface: AtomicUsize::new(0),
@@ -115,6 +119,7 @@ impl ConnState {
 
     fn request_finished(&self) {
         self.idle_since.store(self.now(), Ordering::Release);
+        self.finished_unwritten.store(true, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -148,6 +153,9 @@ impl ConnState {
         // On HTTP/1.1 a response still being written to a slow reader keeps the connection
         // alive for as long as it makes progress. Not on HTTP/2, where the server's own PING
         // frames would keep an idle connection open for ever.
+        if self.finished_unwritten.swap(false, Ordering::Relaxed) {
+            return;
+        }
         if self.is_idle() && !self.h2.load(Ordering::Relaxed) {
             self.idle_since.store(self.now(), Ordering::Release);
         }

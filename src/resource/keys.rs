@@ -356,22 +356,24 @@ impl KeyStore {
         let Loader::Shared(shared) = &self.loader else {
             return;
         };
-        let set = shared.load_full();
-        let now = crate::time::now_millis();
-        let fresh = |c: &Current| {
+        // On every request: a guard, not a clone, so no shared reference count is touched.
+        let set = shared.load();
+        let fresh = |c: &Current, set: &Arc<KeySet>, now: i64| {
             c.built_from
                 .as_ref()
-                .is_some_and(|(b, until)| Arc::ptr_eq(b, &set) && until.is_none_or(|t| now < t))
+                .is_some_and(|(b, until)| Arc::ptr_eq(b, set) && until.is_none_or(|t| now < t))
         };
-        if fresh(&self.current.load()) {
+        let now = crate::time::now_millis();
+        if fresh(&self.current.load(), &set, now) {
             return;
         }
+        let set = arc_swap::Guard::into_inner(set);
         let public: PublicKeys = set.public_keys(now).into_iter().collect();
         let until = set.next_change(now);
         let _writer = self.writer.lock();
         let current = self.current.load_full();
         // Another request may have rebuilt them while this one waited for the lock.
-        if !fresh(&current) {
+        if !fresh(&current, &set, now) {
             self.replace(&current, &public, Some((set, until)));
         }
     }
