@@ -71,7 +71,11 @@ wait_ready() { # url
     return 1
 }
 
-echo '{"about": "This is a protected resource", "items": [1, 2, 3, 4, 5, 6, 7, 8]}' >"$WORK/doc.json"
+# The document has a directory of its own, as in production: the daemon watches the directory
+# of every route file, and the daemons' log, written to $WORK every 50 ms, would wake the
+# watcher with changes that are not the document's.
+mkdir -p "$WORK/docs"
+echo '{"about": "This is a protected resource", "items": [1, 2, 3, 4, 5, 6, 7, 8]}' >"$WORK/docs/doc.json"
 
 # --- PostgreSQL: a throwaway cluster on a free port -------------------------------------------
 PGPORT=$(free_port)
@@ -105,7 +109,7 @@ ${5:-}
 [resource]
 [[resource.routes]]
 path = "/api_v0.0.1"
-file = "$WORK/doc.json"
+file = "$WORK/docs/doc.json"
 TOML
     echo "$dir/steelcut.toml"
 }
@@ -181,7 +185,7 @@ row() { ROWS+=("$*"); }
 
 # --- baseline ----------------------------------------------------------------------------------
 BPORT=$(free_port)
-"$BASE" "127.0.0.1:$BPORT" "$WORK/doc.json" 2>/dev/null &
+"$BASE" "127.0.0.1:$BPORT" "$WORK/docs/doc.json" 2>/dev/null &
 BASE_PID=$!
 PIDS+=("$BASE_PID")
 wait_ready "http://127.0.0.1:$BPORT/"
