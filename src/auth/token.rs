@@ -46,7 +46,7 @@ impl Claims<'_> {
         json::int_field(&mut out, "iat", self.iat);
         json::int_field(&mut out, "nbf", self.nbf);
         json::int_field(&mut out, "exp", self.exp);
-        json::string_field(&mut out, "jti", &hex::encode(self.jti));
+        json::plain_string_field(&mut out, "jti", &hex::encode(self.jti));
         if let Some(scope) = self.scope {
             json::string_field(&mut out, "scope", scope);
         }
@@ -69,7 +69,8 @@ fn audience_field(out: &mut String, name: &str, resources: &[Resource]) {
 fn token_response(access_token: &str, lifetime: u64, claims: &Claims<'_>) -> Vec<u8> {
     let mut out = String::with_capacity(access_token.len() + 160);
     json::open(&mut out);
-    json::string_field(&mut out, "access_token", access_token);
+    // A compact JWS: base64url and dots, nothing to escape.
+    json::plain_string_field(&mut out, "access_token", access_token);
     json::string_field(&mut out, "token_type", "Bearer");
     json::int_field(&mut out, "expires_in", lifetime);
     if let Some(scope) = claims.scope {

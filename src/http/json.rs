@@ -28,6 +28,16 @@ pub fn string_field(out: &mut String, name: &str, value: &str) {
     string(out, value);
 }
 
+/// `"name":"value"` for a value that the caller knows needs no escape (an access token:
+/// base64url and dots), copied as it is.
+pub fn plain_string_field(out: &mut String, name: &str, value: &str) {
+    debug_assert!(!needs_escape(value.as_bytes()), "{value:?} needs escaping");
+    key(out, name);
+    out.push('"');
+    out.push_str(value);
+    out.push('"');
+}
+
 /// `"name":123`.
 pub fn int_field(out: &mut String, name: &str, value: impl itoa::Integer) {
     key(out, name);
@@ -111,6 +121,7 @@ mod tests {
         int_field(&mut out, "u", u64::MAX);
         array_field(&mut out, "a", ["x", "y\"z"].into_iter());
         array_field(&mut out, "e", std::iter::empty());
+        plain_string_field(&mut out, "p", "eyJh.eyJp.c2ln");
         close(&mut out);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["s"], nasty);
@@ -118,7 +129,8 @@ mod tests {
         assert_eq!(v["u"], u64::MAX);
         assert_eq!(v["a"], serde_json::json!(["x", "y\"z"]));
         assert_eq!(v["e"], serde_json::json!([]));
-        assert_eq!(out.matches(',').count(), 5, "{out}");
+        assert_eq!(v["p"], "eyJh.eyJp.c2ln");
+        assert_eq!(out.matches(',').count(), 6, "{out}");
     }
 
     proptest::proptest! {
