@@ -57,8 +57,6 @@ pub enum InternalError {
     NoSigningKey,
     #[error(transparent)]
     Sign(#[from] crate::keys::signer::KeyFileError),
-    #[error("cannot serialize the token: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 impl TokenError {
