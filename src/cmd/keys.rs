@@ -55,6 +55,8 @@ pub enum KeysCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The key's kid (see `keys list`).
+        // A kid is a base64url thumbprint and starts with `-` one time in 64.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Retire it even if no other key may sign now (token requests then fail until a new
         /// key is generated: a key generated after the retirement signs at once).

@@ -411,3 +411,17 @@ async fn a_new_signing_alg_gets_a_key_that_signs_after_its_pre_publication() {
     assert_eq!(kid_of(&token), kids[0]);
     assert_eq!(get_with_token(&app, &token).await.status(), 200);
 }
+
+#[tokio::test]
+async fn keys_retire_takes_a_kid_that_starts_with_a_dash() {
+    // A kid is a base64url thumbprint: one in 64 starts with `-`, which must not be read as
+    // an option.
+    let app = spawn_app_from_toml(&node_toml("EdDSA", "")).await;
+    let out = app.cli(&["keys", "retire", "-eXyz", "--force"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no key with kid -eXyz"),
+        "{}",
+        stderr(&out)
+    );
+}
