@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::state::AppState;
 use crate::http::response::{self, Body};
 use crate::http::server::AppService;
+use crate::resource::cache::LastToken;
 
 /// The hyper service: cheap to clone, all state behind one `Arc`; one per connection, which
 /// knows its peer.
@@ -24,6 +25,8 @@ pub struct Router {
     state: Arc<AppState>,
     listener: Listener,
     peer: IpAddr,
+    /// The last bearer token this connection presented (see [`LastToken`]).
+    last_token: Arc<LastToken>,
 }
 
 /// Which listener a router serves: the admin listener answers only health and metrics, and
@@ -40,6 +43,7 @@ impl Router {
             state,
             listener,
             peer: IpAddr::from([0, 0, 0, 0]),
+            last_token: Arc::default(),
         }
     }
 }
@@ -47,8 +51,10 @@ impl Router {
 impl AppService for Router {
     fn for_connection(&self, peer: SocketAddr) -> Self {
         Self {
+            state: self.state.clone(),
+            listener: self.listener,
             peer: peer.ip(),
-            ..self.clone()
+            last_token: Arc::default(),
         }
     }
 }
@@ -67,7 +73,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         if self.listener == Listener::Main {
-            if let Some((resp, client_id)) = route_now(&self.state, &req) {
+            if let Some((resp, client_id)) = route_now(&self.state, &req, &self.last_token) {
                 log(
                     req.method(),
                     req.uri().path(),
@@ -116,7 +122,11 @@ fn log(method: &Method, path: &str, resp: &Response<Body>, started: Instant, cli
 /// for a resource route whose token is refused outright or is in the token cache, the
 /// daemon's most frequent request. `None` sends the request the way of [`route`], which also
 /// takes every path that [`route`] matches before the resource routes.
-fn route_now<B>(state: &AppState, req: &Request<B>) -> Option<(Response<Body>, Option<String>)> {
+fn route_now<B>(
+    state: &AppState,
+    req: &Request<B>,
+    last_token: &LastToken,
+) -> Option<(Response<Body>, Option<String>)> {
     let path = req.uri().path();
     if let Some(auth) = &state.auth {
         if path == auth.config.token_path || path.starts_with("/.well-known/") {
@@ -126,7 +136,7 @@ fn route_now<B>(state: &AppState, req: &Request<B>) -> Option<(Response<Body>, O
     if state.config.server.admin_listen.is_none() && is_admin_path(path) {
         return None;
     }
-    let outcome = state.resource.as_ref()?.handle_now(req)?;
+    let outcome = state.resource.as_ref()?.handle_now(req, last_token)?;
     Some((outcome.response, outcome.client_id))
 }
 

@@ -111,7 +111,7 @@ impl ConnState {
     }
 
     fn request_started(&self) {
-        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.counters.in_flight.incr();
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.partial_since.store(0, Ordering::Release);
@@ -121,7 +121,7 @@ impl ConnState {
         self.idle_since.store(self.now(), Ordering::Release);
         self.finished_unwritten.store(true, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.in_flight.sub(0, 1);
     }
 
     fn bytes_read(&self, bytes: &[u8]) {

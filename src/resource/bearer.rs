@@ -23,7 +23,7 @@ use crate::http::request::{authorization, AuthorizationError};
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::cache::{TokenCache, TokenHash};
+use super::cache::{LastToken, TokenCache, TokenHash};
 use super::catalog::Route;
 use super::claims::{
     check_claims, check_time_and_issuer, validation_for, RawClaims, VerifiedClaims,
@@ -163,12 +163,14 @@ fn from_jwt_error(e: &jsonwebtoken::errors::Error) -> InvalidToken {
     }
 }
 
-/// What the token cache alone says of the request's bearer token for `route`, without any
-/// signature work: its claims, with the route's checks passed, when the token is in the cache;
-/// `None` when the token must be verified ([`authorize`]); or the refusal.
+/// What the token caches alone say of the request's bearer token for `route`, without any
+/// signature work: its claims, with the route's checks passed, when the token is the one the
+/// connection presented last (`last`) or is in the shared cache; `None` when the token must be
+/// verified ([`authorize`]); or the refusal.
 pub fn authorize_cached(
     keys: &KeyStore,
     cache: &TokenCache,
+    last: Option<&LastToken>,
     route: &Route,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<VerifiedClaims>>, BearerError> {
@@ -177,10 +179,24 @@ pub fn authorize_cached(
         return Ok(None);
     }
     let now = jsonwebtoken::get_current_timestamp();
+    let version = keys.version();
     // A cached token is byte for byte one that passed every check up to its signature (the key
     // is its SHA-256), token68 included: only the checks of the route and the clock run again.
-    let Some(claims) = cache.get(&TokenCache::hash(token), keys.version(), now) else {
-        return Ok(None);
+    let claims = match last.and_then(|l| l.get(token, version, now)) {
+        Some(claims) => {
+            cache.count_hit();
+            claims
+        }
+        None => {
+            let hash = TokenCache::hash(token);
+            let Some((claims, until)) = cache.get_until(&hash, version, now) else {
+                return Ok(None);
+            };
+            if let Some(last) = last {
+                last.remember(token, &claims, version, until);
+            }
+            claims
+        }
     };
     check_claims(&claims, &route.policy, now)?;
     Ok(Some(claims))
@@ -193,7 +209,7 @@ pub async fn authorize(
     route: &Route,
     headers: &HeaderMap,
 ) -> Result<Arc<VerifiedClaims>, BearerError> {
-    if let Some(claims) = authorize_cached(keys, cache, route, headers)? {
+    if let Some(claims) = authorize_cached(keys, cache, None, route, headers)? {
         return Ok(claims);
     }
     let token = presented(headers)?;

@@ -16,13 +16,22 @@
 //!   removed key stops validating its tokens with the next request.
 //! - The size is bounded: when full, expired entries go first, then a batch of arbitrary ones
 //!   (the map's order, which follows the SHA-256 keys, so no client can choose what is evicted).
+//!
+//! In front of it, each connection remembers the last token it presented ([`LastToken`]): a
+//! client on a kept-alive connection sends the same token request after request, and finding
+//! it there costs a comparison of the bytes, where the shared cache costs a SHA-256 of the
+//! token and a lock and counters that every worker thread writes. That memo holds the token's
+//! bytes for as long as the connection lives (its read buffer holds them too), wiped when
+//! replaced or dropped, and obeys the same rules as the shared cache: the key set version it
+//! was verified with, and the token's `exp` plus the leeway.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use zeroize::Zeroizing;
 
 use sha2::{Digest, Sha256};
 
@@ -69,7 +78,8 @@ impl Hasher for DigestHasher {
 pub struct TokenCache {
     capacity: AtomicUsize,
     inner: RwLock<Inner>,
-    hits: AtomicU64,
+    /// Sharded: every cached request counts here.
+    hits: crate::metrics::Counter,
 }
 
 impl TokenCache {
@@ -81,7 +91,7 @@ impl TokenCache {
                 version: 0,
                 entries: HashMap::default(),
             }),
-            hits: AtomicU64::new(0),
+            hits: crate::metrics::Counter::default(),
         }
     }
 
@@ -109,12 +119,22 @@ impl TokenCache {
     /// The claims of a token verified with key set `version` (the version in force now), unless
     /// the entry has expired at `now` (Unix seconds).
     pub fn get(&self, hash: &TokenHash, version: u64, now: u64) -> Option<Arc<VerifiedClaims>> {
+        self.get_until(hash, version, now).map(|(claims, _)| claims)
+    }
+
+    /// [`Self::get`], with the time (Unix seconds) after which the entry is no longer used.
+    pub fn get_until(
+        &self,
+        hash: &TokenHash,
+        version: u64,
+        now: u64,
+    ) -> Option<(Arc<VerifiedClaims>, u64)> {
         {
             let inner = self.inner.read();
             if inner.version == version {
                 let entry = inner.entries.get(hash).filter(|e| now <= e.until)?;
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(entry.claims.clone());
+                self.hits.incr();
+                return Some((entry.claims.clone(), entry.until));
             }
         }
         // The keys changed since these entries were verified: forget them all.
@@ -165,7 +185,13 @@ impl TokenCache {
 
     /// How many requests were answered from the cache (the route checks still ran).
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.value()
+    }
+
+    /// Counts a request answered from a connection's [`LastToken`], which stands in front of
+    /// this cache.
+    pub fn count_hit(&self) {
+        self.hits.incr();
     }
 
     /// How many tokens are remembered now.
@@ -176,6 +202,59 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The last token one connection presented, and its claims (see the module documentation).
+#[derive(Default)]
+pub struct LastToken(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    token: Zeroizing<Vec<u8>>,
+    /// The connection's own copy: the shared cache's `Arc` would have every connection
+    /// presenting the token count its references on one cache line.
+    claims: Arc<VerifiedClaims>,
+    version: u64,
+    until: u64,
+}
+
+impl LastToken {
+    /// The claims of `token` if it is the one remembered, verified with key set `version`, and
+    /// not past its end at `now` (Unix seconds).
+    pub fn get(&self, token: &str, version: u64, now: u64) -> Option<Arc<VerifiedClaims>> {
+        let slot = self.0.lock();
+        let r = slot.as_ref()?;
+        let usable = r.version == version && now <= r.until;
+        (usable && same_bytes(&r.token, token.as_bytes())).then(|| r.claims.clone())
+    }
+
+    /// Remembers `token`, found in the shared cache with `claims` until `until`.
+    pub fn remember(&self, token: &str, claims: &VerifiedClaims, version: u64, until: u64) {
+        let remembered = Remembered {
+            token: Zeroizing::new(token.as_bytes().to_vec()),
+            claims: Arc::new(claims.clone()),
+            version,
+            until,
+        };
+        *self.0.lock() = Some(remembered);
+    }
+}
+
+/// Whether `a` and `b` are equal, in a time that depends only on their lengths (a request
+/// through a shared proxy connection must not learn another client's token byte by byte).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in a8.remainder().iter().zip(b8.remainder()) {
+        diff |= u64::from(x ^ y);
+    }
+    for (x, y) in a8.zip(b8) {
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+        diff |= word(x) ^ word(y);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -208,6 +287,30 @@ mod tests {
         cache.insert(h, claims(), 1, 130, 60);
         assert!(cache.is_empty());
         assert_eq!(cache.hits(), 1);
+    }
+
+    #[test]
+    fn a_connection_remembers_its_last_token_under_the_same_rules() {
+        let last = LastToken::default();
+        assert!(last.get("t", 1, 50).is_none());
+        last.remember("token-1", &claims(), 1, 130);
+        assert!(last.get("token-1", 1, 130).is_some());
+        // Another token of the same length, a longer one, a newer key set, past its end.
+        assert!(last.get("token-2", 1, 50).is_none());
+        assert!(last.get("token-1x", 1, 50).is_none());
+        assert!(last.get("token-1", 2, 50).is_none());
+        assert!(last.get("token-1", 1, 131).is_none());
+    }
+
+    #[test]
+    fn byte_comparison_sees_every_byte() {
+        let a = b"0123456789abcdefXYZ";
+        for i in 0..a.len() {
+            let mut b = *a;
+            b[i] ^= 1;
+            assert!(!same_bytes(a, &b), "byte {i}");
+        }
+        assert!(same_bytes(a, a) && same_bytes(b"", b""));
     }
 
     #[test]

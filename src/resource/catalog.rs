@@ -90,9 +90,10 @@ pub struct Route {
 }
 
 impl Route {
-    /// The document in force.
-    pub fn document(&self) -> Arc<Document> {
-        self.document.load_full()
+    /// The document in force. (A guard, not a clone of the `Arc`: every request reads it, and
+    /// a clone would have all worker threads count references on one cache line.)
+    pub fn document(&self) -> arc_swap::Guard<Arc<Document>> {
+        self.document.load()
     }
 
     fn replace(&self, document: Arc<Document>) {

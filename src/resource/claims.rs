@@ -49,7 +49,7 @@ pub struct RawClaims {
 
 /// What a verified token says, as the checks of every request need it. Kept in the token
 /// cache: nothing here has been judged against a route or a clock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VerifiedClaims {
     /// The key that verified the signature.
     pub kid: String,

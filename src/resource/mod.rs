@@ -218,15 +218,18 @@ impl ResourceState {
     /// [`Self::handle`] for the common case, without awaiting: the answer when the path is a
     /// route and the token is refused outright or found in the token cache; `None` when the
     /// path is not a route or the token's signature must be checked.
-    pub fn handle_now<B>(&self, req: &Request<B>) -> Option<Outcome> {
+    ///
+    /// `last` is the connection's memo of the last token it presented ([`cache::LastToken`]).
+    pub fn handle_now<B>(&self, req: &Request<B>, last: &cache::LastToken) -> Option<Outcome> {
         let catalog = self.catalog.load();
         let route = catalog.route_at(req.uri().path())?;
-        let outcome = match bearer::authorize_cached(&self.keys, &self.tokens, route, req.headers())
-        {
-            Ok(Some(claims)) => self.answer(route, req, &claims),
-            Ok(None) => return None,
-            Err(refusal) => self.refuse(route, refusal),
-        };
+        let headers = req.headers();
+        let outcome =
+            match bearer::authorize_cached(&self.keys, &self.tokens, Some(last), route, headers) {
+                Ok(Some(claims)) => self.answer(route, req, &claims),
+                Ok(None) => return None,
+                Err(refusal) => self.refuse(route, refusal),
+            };
         route.counters.count(outcome.response.status().as_u16());
         Some(outcome)
     }
