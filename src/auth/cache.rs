@@ -55,7 +55,9 @@ struct Entry {
 
 /// See the module documentation.
 pub struct CredentialCache {
-    key: [u8; 32],
+    /// HMAC-SHA256 keyed with a random key drawn at start: cloned per request, so the key's
+    /// own two blocks are hashed once, not on every request.
+    keyed: Hmac<Sha256>,
     ttl: Duration,
     capacity: usize,
     entries: RwLock<HashMap<String, Entry>>,
@@ -64,7 +66,8 @@ pub struct CredentialCache {
     /// `epoch` plus one (0: never). An atomic, not a lock: every cached request reads it.
     confirmed: AtomicU64,
     epoch: Instant,
-    hits: AtomicU64,
+    /// Sharded: every cached request counts here.
+    hits: crate::metrics::Counter,
     /// How long after the database went down entries still answer.
     outage_window: Duration,
 }
@@ -73,8 +76,11 @@ impl CredentialCache {
     /// A cache keeping at most `capacity` clients for at most `ttl` each. A zero `ttl` or
     /// `capacity` disables it.
     pub fn new(ttl: Duration, capacity: usize, outage_window: Duration) -> Self {
+        let key: [u8; 32] = rand::random();
         Self {
-            key: rand::random(),
+            // Any key length is valid for HMAC; the fallback (a fixed key) is unreachable.
+            keyed: Hmac::<Sha256>::new_from_slice(&key)
+                .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default())),
             ttl,
             capacity,
             outage_window,
@@ -85,7 +91,7 @@ impl CredentialCache {
             epoch: Instant::now()
                 .checked_sub(MAX_STALENESS)
                 .unwrap_or_else(Instant::now),
-            hits: AtomicU64::new(0),
+            hits: crate::metrics::Counter::default(),
         }
     }
 
@@ -96,11 +102,7 @@ impl CredentialCache {
     /// The keyed digest of a presented secret (computed once per request, before the secret
     /// moves to the hashing pool).
     pub fn digest(&self, client_id: &str, secret: &SecretString) -> [u8; 32] {
-        // new_from_slice accepts any key length for HMAC; the fallback is unreachable.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
-            Ok(m) => m,
-            Err(_) => return [0; 32],
-        };
+        let mut mac = self.keyed.clone();
         mac.update(client_id.as_bytes());
         mac.update(&[0]);
         mac.update(secret.expose_secret().as_bytes());
@@ -141,7 +143,7 @@ impl CredentialCache {
         let current = entry.generation >= self.generation.load(Ordering::Acquire);
         let hit = same && current && entry.expires > Instant::now();
         if hit {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.incr();
         }
         hit.then(|| entry.client.clone())
     }
@@ -236,7 +238,7 @@ impl CredentialCache {
 
     /// Requests answered from the cache.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.value()
     }
 
     pub fn len(&self) -> usize {

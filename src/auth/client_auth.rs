@@ -1,8 +1,11 @@
 //! Client authentication at the token endpoint (RFC 6749 section 2.3.1): reading the
 //! credentials from HTTP Basic or the form body. Checking the secret is [`super::password`]'s.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use secrecy::SecretString;
+use zeroize::Zeroizing;
 
 use super::error::TokenError;
 use crate::http::request::{Authorization, AuthorizationError, Form};
@@ -24,19 +27,23 @@ fn invalid_client(description: &str, basic: bool) -> TokenError {
 
 /// Undoes the `application/x-www-form-urlencoded` encoding that section 2.3.1 applies to the
 /// id and secret before they are joined for HTTP Basic.
-fn form_decode(s: &str) -> Option<String> {
+/// (Most ids and secrets have nothing to decode, and are returned as they are.)
+fn form_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains(['+', '%']) {
+        return Some(Cow::Borrowed(s));
+    }
     let plus_decoded = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus_decoded)
         .decode_utf8()
         .ok()
-        .map(|c| c.into_owned())
+        .map(|c| Cow::Owned(c.into_owned()))
 }
 
 /// Extracts the client's credentials, enforcing one authentication method per request
 /// (RFC 6749 section 2.3).
 pub fn extract(
     authorization: Result<Option<Authorization<'_>>, AuthorizationError>,
-    form: &Form,
+    form: &Form<'_>,
 ) -> Result<Credentials, TokenError> {
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
@@ -58,10 +65,12 @@ pub fn extract(
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(header.credentials.as_bytes())
                 .map_err(|_| malformed())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+            // The decoded header holds the secret: wiped once the parts are taken out.
+            let decoded = Zeroizing::new(String::from_utf8(decoded).map_err(|_| malformed())?);
             let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-            let id = form_decode(id).ok_or_else(malformed)?;
-            let secret = SecretString::from(form_decode(secret).ok_or_else(malformed)?);
+            let id = form_decode(id).ok_or_else(malformed)?.into_owned();
+            let secret =
+                SecretString::from(form_decode(secret).ok_or_else(malformed)?.into_owned());
             if body_secret.is_some() {
                 return Err(TokenError::InvalidRequest(
                     "use one client authentication method: HTTP Basic or client_secret in the body, not both".into(),
@@ -105,7 +114,7 @@ mod tests {
 
     use super::*;
 
-    fn form(body: &str) -> Form {
+    fn form(body: &str) -> Form<'_> {
         Form::parse(body.as_bytes())
     }
 

@@ -3,9 +3,12 @@
 //! (EdDSA, ES256 or RS256).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use secrecy::SecretString;
 
@@ -46,7 +49,13 @@ impl Claims<'_> {
         json::int_field(&mut out, "iat", self.iat);
         json::int_field(&mut out, "nbf", self.nbf);
         json::int_field(&mut out, "exp", self.exp);
-        json::plain_string_field(&mut out, "jti", &hex::encode(self.jti));
+        let mut jti = [0u8; 32];
+        // 16 bytes always fit 32 hex digits.
+        let jti = match hex::encode_to_slice(self.jti, &mut jti) {
+            Ok(()) => std::str::from_utf8(&jti).unwrap_or_default(),
+            Err(_) => "",
+        };
+        json::plain_string_field(&mut out, "jti", jti);
         if let Some(scope) = self.scope {
             json::string_field(&mut out, "scope", scope);
         }
@@ -149,7 +158,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let address = request::client_address(peer, req.headers(), &state.trusted_proxies);
-    let (form, credentials) = read_request(state, req).await?;
+    let (headers, body) = read_request(state, req).await?;
+    let form = Form::parse(&body);
+    let credentials = check_form(&headers, &form)?;
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let scope_param = form.single("scope").map_err(repeated)?;
@@ -177,12 +188,12 @@ where
     )))
 }
 
-/// Reads the form (RFC 6749 section 4.4.2) and the client's credentials; checks the grant type.
-/// The body must arrive within the body deadline, and is not waited for once the daemon stops.
+/// Reads the body of a form post (RFC 6749 section 4.4.2). The body must arrive within the
+/// body deadline, and is not waited for once the daemon stops.
 async fn read_request<B>(
     state: &AuthState,
     req: Request<B>,
-) -> Result<(Form, Credentials), TokenError>
+) -> Result<(http::HeaderMap, Bytes), TokenError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -194,23 +205,36 @@ where
             "Content-Type must be application/x-www-form-urlencoded".into(),
         ));
     }
-    let read = tokio::time::timeout(state.body_timeout, request::read_body(body));
-    let body = tokio::select! {
-        read = read => read.map_err(|_| TokenError::BodyTimeout(state.body_timeout))?,
-        () = state.stopping.cancelled() => return Err(TokenError::ShuttingDown),
+    let mut read = std::pin::pin!(request::read_body(body));
+    // A token request's small body has almost always arrived with its head: then it is taken
+    // at once, without arming the deadline's timer or a wait for shutdown.
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let body = match first {
+        Poll::Ready(body) => body,
+        Poll::Pending => {
+            let read = tokio::time::timeout(state.body_timeout, read);
+            tokio::select! {
+                read = read => read.map_err(|_| TokenError::BodyTimeout(state.body_timeout))?,
+                () = state.stopping.cancelled() => return Err(TokenError::ShuttingDown),
+            }
+        }
     };
     let body = body.map_err(|e| match e {
         BodyError::TooLarge => TokenError::TooLarge,
         BodyError::Read(m) => TokenError::InvalidRequest(m),
     })?;
-    let form = Form::parse(&body);
+    Ok((parts.headers, body))
+}
+
+/// Checks the grant type of `form` and takes the client's credentials from it or `headers`.
+fn check_form(headers: &http::HeaderMap, form: &Form<'_>) -> Result<Credentials, TokenError> {
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let grant_type = form.single("grant_type").map_err(repeated)?;
-    let credentials = client_auth::extract(request::authorization(&parts.headers), &form)?;
+    let credentials = client_auth::extract(request::authorization(headers), form)?;
     match grant_type {
         None => Err(TokenError::InvalidRequest("grant_type is required".into())),
-        Some(CLIENT_CREDENTIALS) => Ok((form, credentials)),
+        Some(CLIENT_CREDENTIALS) => Ok(credentials),
         Some(other) => Err(TokenError::UnsupportedGrantType(format!(
             "grant type {:?} is not supported; use client_credentials",
             truncate(other)
@@ -389,6 +413,12 @@ fn select_resources(client: &Client, requested: &[&str]) -> Result<Vec<Resource>
                     .into(),
             )),
         };
+    }
+    // One resource, named exactly as the client's: the usual request, valid by construction.
+    if let [one] = requested {
+        if let Some(resource) = client.resources.iter().find(|c| c.as_str() == *one) {
+            return Ok(vec![resource.clone()]);
+        }
     }
     let mut out = BTreeSet::new();
     for r in requested {

@@ -1,5 +1,6 @@
 //! Reading requests: a bounded body, strict form parsing, and the `Authorization` header.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -42,24 +43,20 @@ where
 ///
 /// A list, not a map: a token request has two or three parameters, which a scan finds sooner
 /// than a hash, and the body's size bound ([`MAX_BODY`]) keeps even a hostile form's
-/// scans short.
+/// scans short. Names and values borrow the body unless they had to be decoded.
 #[derive(Debug, Default)]
-pub struct Form(Vec<(String, String)>);
+pub struct Form<'b>(Vec<(Cow<'b, str>, Cow<'b, str>)>);
 
-impl Form {
-    pub fn parse(body: &[u8]) -> Self {
-        Self(
-            form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+impl<'b> Form<'b> {
+    pub fn parse(body: &'b [u8]) -> Self {
+        Self(form_urlencoded::parse(body).collect())
     }
 
-    fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'b, 'n> {
         self.0
             .iter()
             .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The single value of `name`, `Err(name)` if it was sent more than once. An empty value
