@@ -208,6 +208,40 @@ rebase() {
 # "ratio|baseline req/s" for the last two columns.
 ratio() { python3 -c "print(f'{$1/$B_RPS:.2f}|$B_RPS' if $B_RPS else 'n/a|-')"; }
 
+# A fresh access token for the HTTP Basic credentials $1 from the daemon on port $2.
+token_for() { # basic-credentials port
+    curl -fsS -H "Authorization: Basic $1" -d grant_type=client_credentials "http://127.0.0.1:$2/token" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# Rows a (warm issuance) and c (resource reads) for the daemon on PORT, with the clients listed
+# in CLIENTS; ALG, when given, names the rows and must be the alg of the tokens. Leaves LUA (the
+# token script), CRED (the first client) and TOKEN (its token) for the scenarios that follow.
+warm_and_reads() { # store alg clients port
+    local store=$1 alg=$2 clients=$3 port=$4 name=$1
+    [ -n "$alg" ] && name=$alg
+    LUA=$(token_lua "$clients")
+    # Warm: machine clients come back again and again; each has been seen once before.
+    while read -r cred; do
+        token_for "$cred" "$port" >/dev/null
+    done <"$clients"
+    rebase
+    echo "== (a) warm issuance, $name" >&2
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$port/token" "$LUA")
+    row "a warm issuance${alg:+, $alg}|$store|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    rebase
+    echo "== (c) resource reads, $name" >&2
+    CRED=$(head -1 "$clients")
+    TOKEN=$(token_for "$CRED" "$port")
+    if [ -n "$alg" ]; then
+        local header_alg
+        header_alg=$(python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["alg"])' "$TOKEN")
+        [ "$header_alg" = "$alg" ] || { echo "bench: expected an $alg token, got $header_alg" >&2; exit 1; }
+    fi
+    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$port/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
+    row "c resource reads${alg:+, $alg}|$store|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+}
+
 # --- start to ready ----------------------------------------------------------------------------
 SPORT=$(free_port)
 SCFG=$(config startup "sqlite://$WORK/startup/steelcut.db" "$SPORT" 300)
@@ -249,24 +283,7 @@ for BACKEND in sqlite postgres; do
     "$BIN" migrate --config "$CFG" >/dev/null
     add_clients "$CFG" 4 "$WORK/clients.$BACKEND"
     start_daemon "$CFG" "$PORT"
-    LUA=$(token_lua "$WORK/clients.$BACKEND")
-    # Warm: machine clients come back again and again; each has been seen once before.
-    while read -r cred; do
-        curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
-    done <"$WORK/clients.$BACKEND"
-
-    rebase
-    echo "== (a) warm issuance, $BACKEND" >&2
-    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
-    row "a warm issuance|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
-
-    rebase
-    echo "== (c) resource reads, $BACKEND" >&2
-    CRED=$(head -1 "$WORK/clients.$BACKEND")
-    TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
-    row "c resource reads|$BACKEND|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    warm_and_reads "$BACKEND" "" "$WORK/clients.$BACKEND" "$PORT"
 
     if [ "$BACKEND" = sqlite ]; then
         # The same two scenarios while 1,000 idle and 200 slowloris connections are held open
@@ -328,8 +345,7 @@ PY
 
     if [ "$BACKEND" = postgres ]; then
         # A token from this daemon (its issuer is its own address).
-        TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
-            python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+        TOKEN=$(token_for "$CRED" "$PORT")
         echo "== (e) mixed: cold flood + /livez and resource latency, $BACKEND" >&2
         wrk -t1 -c"$CONNS" -d"$((DURATION + 2))"s --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT/token" >/dev/null 2>&1 &
         FLOOD=$!
@@ -354,23 +370,7 @@ for ALG in ES256 RS256; do
     PORT=$(free_port)
     ACFG=$(config "sqlite-$ALG" "sqlite://$WORK/sqlite/steelcut.db" "$PORT" 300 "" "signing_alg = \"$ALG\"")
     start_daemon "$ACFG" "$PORT"
-    LUA=$(token_lua "$WORK/clients.sqlite")
-    while read -r cred; do
-        curl -fsS -o /dev/null -H "Authorization: Basic $cred" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token"
-    done <"$WORK/clients.sqlite"
-    rebase
-    echo "== (a) warm issuance, $ALG" >&2
-    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/token" "$LUA")
-    row "a warm issuance, $ALG|sqlite|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
-    rebase
-    echo "== (c) resource reads, $ALG" >&2
-    CRED=$(head -1 "$WORK/clients.sqlite")
-    TOKEN=$(curl -fsS -H "Authorization: Basic $CRED" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    HEADER_ALG=$(python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["alg"])' "$TOKEN")
-    [ "$HEADER_ALG" = "$ALG" ] || { echo "bench: expected an $ALG token, got $HEADER_ALG" >&2; exit 1; }
-    read -r RPS P50 P99 ERR < <(run_wrk "$CONNS" "$DURATION" "http://127.0.0.1:$PORT/api_v0.0.1" "" "Authorization: Bearer $TOKEN")
-    row "c resource reads, $ALG|sqlite|$RPS|$P50|$P99|$ERR|$(peak_rss_mib "$DAEMON_PID")|$(ratio "$RPS")"
+    warm_and_reads sqlite "$ALG" "$WORK/clients.sqlite" "$PORT"
     kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
 done
 
