@@ -117,12 +117,8 @@ impl TokenCache {
     }
 
     /// The claims of a token verified with key set `version` (the version in force now), unless
-    /// the entry has expired at `now` (Unix seconds).
-    pub fn get(&self, hash: &TokenHash, version: u64, now: u64) -> Option<Arc<VerifiedClaims>> {
-        self.get_until(hash, version, now).map(|(claims, _)| claims)
-    }
-
-    /// [`Self::get`], with the time (Unix seconds) after which the entry is no longer used.
+    /// the entry has expired at `now` (Unix seconds), with the time (Unix seconds) after which
+    /// the entry is no longer used.
     pub fn get_until(
         &self,
         hash: &TokenHash,
@@ -279,10 +275,13 @@ mod tests {
         let cache = TokenCache::new(10);
         let h = TokenCache::hash("t");
         cache.insert(h, claims(), 1, 130, 50);
-        assert!(cache.get(&h, 1, 130).is_some());
-        assert!(cache.get(&h, 1, 131).is_none());
+        assert_eq!(
+            cache.get_until(&h, 1, 130).map(|(_, until)| until),
+            Some(130)
+        );
+        assert!(cache.get_until(&h, 1, 131).is_none());
         // A newer key set empties the cache; an insert verified with the older one is dropped.
-        assert!(cache.get(&h, 2, 60).is_none());
+        assert!(cache.get_until(&h, 2, 60).is_none());
         assert!(cache.is_empty());
         cache.insert(h, claims(), 1, 130, 60);
         assert!(cache.is_empty());
