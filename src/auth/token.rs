@@ -2,6 +2,7 @@
 //! (RFC 8707), issuing RFC 9068 JWT access tokens signed with the key the rotation rules pick
 //! (EdDSA, ES256 or RS256).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
@@ -19,6 +20,7 @@ use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
 use crate::http::json;
 use crate::http::request::{self, BodyError, Form};
 use crate::http::response::{self, Body};
+use crate::keys::Signer;
 use crate::logfield::{self, Bounded};
 use crate::store::clients::Client;
 use crate::time::now_unix;
@@ -74,12 +76,18 @@ fn audience_field(out: &mut String, name: &str, resources: &[Resource]) {
 }
 
 /// The success body (RFC 6749 section 5.1) plus `expires_on`, `not_before` and `resource`,
-/// which clients of the original package read.
-fn token_response(access_token: &str, lifetime: u64, claims: &Claims<'_>) -> Vec<u8> {
-    let mut out = String::with_capacity(access_token.len() + 160);
+/// which clients of the original package read: the access token is signed with `key` straight
+/// into its place in the body.
+fn token_response(key: &Signer, lifetime: u64, claims: &Claims<'_>) -> Result<Vec<u8>, TokenError> {
+    let claims_json = claims.to_json();
+    let mut out = String::with_capacity(key.token_len(&claims_json) + 200);
     json::open(&mut out);
     // A compact JWS: base64url and dots, nothing to escape.
-    json::plain_string_field(&mut out, "access_token", access_token);
+    json::key(&mut out, "access_token");
+    out.push('"');
+    key.append_jwt(&mut out, &claims_json)
+        .map_err(InternalError::from)?;
+    out.push('"');
     json::string_field(&mut out, "token_type", "Bearer");
     json::int_field(&mut out, "expires_in", lifetime);
     if let Some(scope) = claims.scope {
@@ -89,7 +97,7 @@ fn token_response(access_token: &str, lifetime: u64, claims: &Claims<'_>) -> Vec
     json::int_field(&mut out, "not_before", claims.nbf);
     audience_field(&mut out, "resource", claims.aud);
     json::close(&mut out);
-    out.into_bytes()
+    Ok(out.into_bytes())
 }
 
 /// The outcome of a token request, for the request log.
@@ -268,11 +276,9 @@ fn mint(
         jti: rand::random(),
         scope: scope.as_deref(),
     };
-    let access_token = key
-        .sign_jwt(&claims.to_json())
-        .map_err(InternalError::from)?;
+    let body = token_response(key, lifetime, &claims)?;
     tracing::debug!(client_id = %client.client_id, kid = %key.kid(), "access token issued");
-    Ok(token_response(&access_token, lifetime, &claims))
+    Ok(body)
 }
 
 /// Looks the client up and verifies its secret. Unknown, disabled and wrong-secret clients get
@@ -401,10 +407,13 @@ fn truncate(s: &str) -> &str {
 
 /// RFC 8707 section 2: every requested resource must be one the client may access; without a
 /// `resource` parameter a client with exactly one resource gets that one.
-fn select_resources(client: &Client, requested: &[&str]) -> Result<Vec<Resource>, TokenError> {
+fn select_resources<'c>(
+    client: &'c Client,
+    requested: &[&str],
+) -> Result<Cow<'c, [Resource]>, TokenError> {
     if requested.is_empty() {
         return match client.resources.as_slice() {
-            [only] => Ok(vec![only.clone()]),
+            [_] => Ok(Cow::Borrowed(&client.resources)),
             [] => Err(TokenError::InvalidTarget(
                 "this client has no resources".into(),
             )),
@@ -417,7 +426,7 @@ fn select_resources(client: &Client, requested: &[&str]) -> Result<Vec<Resource>
     // One resource, named exactly as the client's: the usual request, valid by construction.
     if let [one] = requested {
         if let Some(resource) = client.resources.iter().find(|c| c.as_str() == *one) {
-            return Ok(vec![resource.clone()]);
+            return Ok(Cow::Borrowed(std::slice::from_ref(resource)));
         }
     }
     let mut out = BTreeSet::new();
@@ -431,7 +440,7 @@ fn select_resources(client: &Client, requested: &[&str]) -> Result<Vec<Resource>
         }
         out.insert(resource);
     }
-    Ok(out.into_iter().collect())
+    Ok(Cow::Owned(out.into_iter().collect()))
 }
 
 /// RFC 6749 section 3.3: the requested scope must be a subset of the client's; without a

@@ -14,7 +14,8 @@ pub fn close(out: &mut String) {
     out.push('}');
 }
 
-fn key(out: &mut String, name: &str) {
+/// `"name":`, a field whose value the caller writes itself (a value built in place).
+pub fn key(out: &mut String, name: &str) {
     if !out.ends_with('{') {
         out.push(',');
     }

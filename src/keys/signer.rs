@@ -236,7 +236,30 @@ impl Signer {
 
     /// A compact JWS over `claims_json` (already JSON), signed with this key.
     pub fn sign_jwt(&self, claims_json: &[u8]) -> Result<String, KeyFileError> {
-        self.sign_after(&self.header_prefix, claims_json)
+        let mut out = String::with_capacity(self.jwt_len(&self.header_prefix, claims_json));
+        self.append_after(&mut out, &self.header_prefix, claims_json)?;
+        Ok(out)
+    }
+
+    /// Appends a compact JWS over `claims_json` to `out`, signed with this key: the token
+    /// response is laid out around the token in one buffer, without a copy of the token. On
+    /// failure `out` is left as it was.
+    pub fn append_jwt(&self, out: &mut String, claims_json: &[u8]) -> Result<(), KeyFileError> {
+        self.append_after(out, &self.header_prefix, claims_json)
+    }
+
+    /// The length of a compact JWS over `claims_json` with `prefix`, at most.
+    fn jwt_len(&self, prefix: &str, claims_json: &[u8]) -> usize {
+        let signature_len = match &self.inner {
+            Inner::Rsa(k) => k.public_modulus_len(),
+            _ => 64,
+        };
+        prefix.len() + claims_json.len().div_ceil(3) * 4 + 1 + signature_len.div_ceil(3) * 4
+    }
+
+    /// The length of a compact JWS over `claims_json` signed by [`Self::append_jwt`], at most.
+    pub fn token_len(&self, claims_json: &[u8]) -> usize {
+        self.jwt_len(&self.header_prefix, claims_json)
     }
 
     /// A compact JWS with any header, signed with this key: for tests and tools that need
@@ -246,38 +269,54 @@ impl Signer {
         header: &serde_json::Value,
         claims_json: &[u8],
     ) -> Result<String, KeyFileError> {
-        self.sign_after(&format!("{}.", B64.encode(header.to_string())), claims_json)
+        let prefix = format!("{}.", B64.encode(header.to_string()));
+        let mut out = String::with_capacity(self.jwt_len(&prefix, claims_json));
+        self.append_after(&mut out, &prefix, claims_json)?;
+        Ok(out)
     }
 
-    /// Signs `prefix` (an encoded header and '.') followed by the encoded claims.
-    fn sign_after(&self, prefix: &str, claims_json: &[u8]) -> Result<String, KeyFileError> {
-        let signature_len = match &self.inner {
-            Inner::Rsa(k) => k.public_modulus_len(),
-            _ => 64,
-        };
-        let mut out = String::with_capacity(
-            prefix.len() + claims_json.len() * 4 / 3 + signature_len * 4 / 3 + 8,
-        );
+    /// Appends `prefix` (an encoded header and '.'), the encoded claims, '.' and the signature
+    /// of those two to `out`.
+    fn append_after(
+        &self,
+        out: &mut String,
+        prefix: &str,
+        claims_json: &[u8],
+    ) -> Result<(), KeyFileError> {
+        let start = out.len();
         out.push_str(prefix);
-        B64.encode_string(claims_json, &mut out);
-        let failed = || KeyFileError::Sign { alg: self.alg };
-        let signature = match &self.inner {
-            Inner::Ed { pair, .. } => pair.sign(out.as_bytes()).as_ref().to_vec(),
-            Inner::Ec(k) => k
-                .sign(&self.rng, out.as_bytes())
-                .map_err(|_| failed())?
-                .as_ref()
-                .to_vec(),
-            Inner::Rsa(k) => {
-                let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(&RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig)
-                    .map_err(|_| failed())?;
-                sig
-            }
+        B64.encode_string(claims_json, out);
+        let signed = &out.as_bytes()[start..];
+        let failed = |out: &mut String| {
+            out.truncate(start);
+            KeyFileError::Sign { alg: self.alg }
         };
-        out.push('.');
-        B64.encode_string(signature, &mut out);
-        Ok(out)
+        // Each signature is encoded straight from the library's own buffer.
+        match &self.inner {
+            Inner::Ed { pair, .. } => {
+                let signature = pair.sign(signed);
+                out.push('.');
+                B64.encode_string(signature.as_ref(), out);
+            }
+            Inner::Ec(k) => match k.sign(&self.rng, signed) {
+                Ok(signature) => {
+                    out.push('.');
+                    B64.encode_string(signature.as_ref(), out);
+                }
+                Err(_) => return Err(failed(out)),
+            },
+            Inner::Rsa(k) => {
+                let mut signature = vec![0; k.public_modulus_len()];
+                if k.sign(&RSA_PKCS1_SHA256, &self.rng, signed, &mut signature)
+                    .is_err()
+                {
+                    return Err(failed(out));
+                }
+                out.push('.');
+                B64.encode_string(&signature, out);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -312,22 +351,37 @@ mod tests {
         let claims = br#"{"iss":"i","aud":"a","exp":4000000000}"#;
         for signer in &signers {
             let token = signer.sign_jwt(claims).unwrap();
-            let header = jsonwebtoken::decode_header(&token).unwrap();
-            assert_eq!(header.alg, signer.alg().jwt());
-            assert_eq!(header.kid.as_deref(), Some(signer.kid()));
-            for other in &signers {
-                let mut v = jsonwebtoken::Validation::new(other.alg().jwt());
-                v.set_required_spec_claims(&["exp"]);
-                v.validate_aud = false;
-                let key = other.public().decoding_key().unwrap();
-                let ok = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).is_ok();
-                assert_eq!(
-                    ok,
-                    std::ptr::eq(signer, other),
-                    "{} by {}",
-                    signer.alg(),
-                    other.alg()
-                );
+            assert!(token.len() <= signer.token_len(claims), "{}", signer.alg());
+            // Appended after other text, the token is the same bytes up to the signature (an
+            // ES256 signature is randomised), and the text before it is left alone.
+            let mut body = String::from(r#"{"access_token":""#);
+            signer.append_jwt(&mut body, claims).unwrap();
+            let appended = body.strip_prefix(r#"{"access_token":""#).unwrap();
+            let signed = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
+            assert_eq!(signed(appended), signed(&token), "{}", signer.alg());
+            assert!(
+                appended.len() <= signer.token_len(claims),
+                "{}",
+                signer.alg()
+            );
+            for token in [token.as_str(), appended] {
+                let header = jsonwebtoken::decode_header(token).unwrap();
+                assert_eq!(header.alg, signer.alg().jwt());
+                assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+                for other in &signers {
+                    let mut v = jsonwebtoken::Validation::new(other.alg().jwt());
+                    v.set_required_spec_claims(&["exp"]);
+                    v.validate_aud = false;
+                    let key = other.public().decoding_key().unwrap();
+                    let ok = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).is_ok();
+                    assert_eq!(
+                        ok,
+                        std::ptr::eq(signer, other),
+                        "{} by {}",
+                        signer.alg(),
+                        other.alg()
+                    );
+                }
             }
         }
     }
