@@ -73,15 +73,15 @@ impl hyper::service::Service<Request<Incoming>> for Router {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         if self.listener == Listener::Main {
-            if let Some((resp, client_id)) = route_now(&self.state, &req, &self.last_token) {
+            if let Some(outcome) = route_now(&self.state, &req, &self.last_token) {
                 log(
                     req.method(),
                     req.uri().path(),
-                    &resp,
+                    &outcome.response,
                     started,
-                    client_id.as_deref(),
+                    outcome.client_id(),
                 );
-                return Either::Left(ready(Ok(resp)));
+                return Either::Left(ready(Ok(outcome.response)));
             }
         }
         let state = self.state.clone();
@@ -93,7 +93,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             let uri = req.uri().clone();
             let path = uri.path();
             let (resp, client_id) = match listener {
-                Listener::Main => route(&state, req, peer).await,
+                Listener::Main => route(&state, req, peer, started).await,
                 Listener::Admin => (
                     admin_route(&state, path)
                         .await
@@ -126,7 +126,7 @@ fn route_now<B>(
     state: &AppState,
     req: &Request<B>,
     last_token: &LastToken,
-) -> Option<(Response<Body>, Option<String>)> {
+) -> Option<crate::resource::Outcome> {
     let path = req.uri().path();
     if let Some(auth) = &state.auth {
         if path == auth.config.token_path || path.starts_with("/.well-known/") {
@@ -136,8 +136,7 @@ fn route_now<B>(
     if state.config.server.admin_listen.is_none() && is_admin_path(path) {
         return None;
     }
-    let outcome = state.resource.as_ref()?.handle_now(req, last_token)?;
-    Some((outcome.response, outcome.client_id))
+    state.resource.as_ref()?.handle_now(req, last_token)
 }
 
 fn is_admin_path(path: &str) -> bool {
@@ -149,12 +148,13 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// Dispatches a request from `peer`. Returns the response and the authenticated client id, if
-/// any.
+/// Dispatches a request from `peer`, which arrived at `started`. Returns the response and the
+/// authenticated client id, if any.
 pub async fn route<B>(
     state: &AppState,
     req: Request<B>,
     peer: IpAddr,
+    started: Instant,
 ) -> (Response<Body>, Option<String>)
 where
     B: hyper::body::Body + Send,
@@ -163,7 +163,6 @@ where
     let path = req.uri().path();
     if let Some(auth) = &state.auth {
         if path == auth.config.token_path {
-            let started = Instant::now();
             // Boxed: the token exchange is a large future (body, argon2, database) that the
             // far more frequent resource reads should not carry.
             let outcome = Box::pin(crate::auth::token::handle(auth, req, peer)).await;
@@ -200,7 +199,8 @@ where
         // Boxed: a read whose token is cached never comes here (see `route_now`), and the
         // verification future is large for the token requests that do.
         if let Some(outcome) = Box::pin(resource.handle(req)).await {
-            return (outcome.response, outcome.client_id);
+            let client_id = outcome.client_id().map(str::to_owned);
+            return (outcome.response, client_id);
         }
     }
     (response::not_found(), None)

@@ -46,11 +46,15 @@ pub struct Timeouts {
     pub keepalive: Duration,
 }
 
-/// See the module documentation. Times are milliseconds since `epoch`.
+/// See the module documentation. Times are milliseconds since `epoch`, read from the coarse
+/// clock ([`crate::time::coarse_monotonic`]): they are noted on every request, and the
+/// deadlines they set are whole seconds.
 #[derive(Debug)]
 pub struct ConnState {
     counters: Arc<ListenerCounters>,
     epoch: Instant,
+    /// The coarse clock at `epoch`.
+    epoch_coarse: Duration,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     /// When the connection became idle (accepted, or its last response was written).
@@ -70,6 +74,7 @@ impl ConnState {
         Arc::new(Self {
             counters,
             epoch: Instant::now(),
+            epoch_coarse: crate::time::coarse_monotonic(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
@@ -82,7 +87,8 @@ impl ConnState {
 
     fn now(&self) -> u64 {
         // Never 0, which means "not set" for `partial_since`.
-        self.epoch.elapsed().as_millis() as u64 + 1
+        let elapsed = crate::time::coarse_monotonic().saturating_sub(self.epoch_coarse);
+        elapsed.as_millis() as u64 + 1
     }
 
     fn at(&self, ms: u64) -> Instant {

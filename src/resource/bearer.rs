@@ -178,8 +178,10 @@ pub fn authorize_cached(
     if !cache.enabled() {
         return Ok(None);
     }
-    let now = jsonwebtoken::get_current_timestamp();
-    let version = keys.version();
+    // One read of the clock for the key set and the token's times.
+    let now_ms = crate::time::now_millis();
+    let now = u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0);
+    let version = keys.version_at(now_ms);
     // A cached token is byte for byte one that passed every check up to its signature (the key
     // is its SHA-256), token68 included: only the checks of the route and the clock run again.
     let claims = match last.and_then(|l| l.get(token, version, now)) {

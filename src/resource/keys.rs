@@ -353,6 +353,11 @@ impl KeyStore {
     /// For the auth role's key set: rebuilds the verification keys if that set was replaced
     /// (by a reload) or its published keys changed with the clock since they were built.
     fn sync_shared(&self) {
+        self.sync_shared_at(crate::time::now_millis());
+    }
+
+    /// [`Self::sync_shared`] at `now` (Unix milliseconds), for a caller that has read the clock.
+    fn sync_shared_at(&self, now: i64) {
         let Loader::Shared(shared) = &self.loader else {
             return;
         };
@@ -363,7 +368,6 @@ impl KeyStore {
                 .as_ref()
                 .is_some_and(|(b, until)| Arc::ptr_eq(b, set) && until.is_none_or(|t| now < t))
         };
-        let now = crate::time::now_millis();
         if fresh(&self.current.load(), &set, now) {
             return;
         }
@@ -381,7 +385,12 @@ impl KeyStore {
     /// A number that changes whenever the keys in force change, and only then (a reload that
     /// finds the same keys leaves it alone). Never decreases.
     pub fn version(&self) -> u64 {
-        self.sync_shared();
+        self.version_at(crate::time::now_millis())
+    }
+
+    /// [`Self::version`] at `now` (Unix milliseconds), for a caller that has read the clock.
+    pub fn version_at(&self, now: i64) -> u64 {
+        self.sync_shared_at(now);
         self.changes.load(Ordering::Acquire)
     }
 

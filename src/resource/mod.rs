@@ -57,7 +57,16 @@ pub enum ResourceError {
 /// The answer to a request for a route, with the client it was served to (for the log).
 pub struct Outcome {
     pub response: Response<Body>,
-    pub client_id: Option<String>,
+    /// The claims of the token that was accepted, if one was.
+    pub claims: Option<Arc<VerifiedClaims>>,
+}
+
+impl Outcome {
+    /// The client the request was answered for, for the request log: `client_id`, else `sub`.
+    pub fn client_id(&self) -> Option<&str> {
+        let claims = self.claims.as_deref()?;
+        claims.client_id.as_deref().or(claims.sub.as_deref())
+    }
 }
 
 /// A reloaded route table, loaded and watched, not yet in force.
@@ -208,7 +217,7 @@ impl ResourceState {
         // about the route, not even which methods it allows.
         let outcome = match bearer::authorize(&self.keys, &self.tokens, route, req.headers()).await
         {
-            Ok(claims) => self.answer(route, &req, &claims),
+            Ok(claims) => self.answer(route, &req, claims),
             Err(refusal) => self.refuse(route, refusal),
         };
         route.counters.count(outcome.response.status().as_u16());
@@ -226,7 +235,7 @@ impl ResourceState {
         let headers = req.headers();
         let outcome =
             match bearer::authorize_cached(&self.keys, &self.tokens, Some(last), route, headers) {
-                Ok(Some(claims)) => self.answer(route, req, &claims),
+                Ok(Some(claims)) => self.answer(route, req, claims),
                 Ok(None) => return None,
                 Err(refusal) => self.refuse(route, refusal),
             };
@@ -238,18 +247,18 @@ impl ResourceState {
         tracing::debug!(route = %route.path, reason = %refusal, "bearer token refused");
         Outcome {
             response: refusal.into_response(&self.realm),
-            client_id: None,
+            claims: None,
         }
     }
 
     /// The answer for a request to `route` that presented a valid token with `claims`.
-    fn answer<B>(&self, route: &Route, req: &Request<B>, claims: &VerifiedClaims) -> Outcome {
-        let client_id = claims.client_id.clone().or_else(|| claims.sub.clone());
+    fn answer<B>(&self, route: &Route, req: &Request<B>, claims: Arc<VerifiedClaims>) -> Outcome {
+        let claims = Some(claims);
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
             return Outcome {
                 response: response::method_not_allowed("GET, HEAD"),
-                client_id,
+                claims,
             };
         }
         let document = route.document();
@@ -267,9 +276,6 @@ impl ResourceState {
             header::CACHE_CONTROL,
             http::HeaderValue::from_static(DOCUMENT_CACHE_CONTROL),
         );
-        Outcome {
-            response,
-            client_id,
-        }
+        Outcome { response, claims }
     }
 }
