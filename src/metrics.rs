@@ -36,7 +36,7 @@ const BUCKETS: &[f64] = &[
 
 /// How many copies of each counter there are: enough that the worker threads of a daemon
 /// rarely share one.
-const SHARDS: usize = 8;
+pub const SHARDS: usize = 8;
 
 /// `N` counters, one copy per shard, each shard on cache lines of its own.
 ///
@@ -85,8 +85,8 @@ impl<const N: usize> Sharded<N> {
     }
 }
 
-/// The shard of the calling thread.
-fn shard() -> usize {
+/// The shard of the calling thread, below [`SHARDS`]: for other per-thread copies of hot data.
+pub fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };

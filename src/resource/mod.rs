@@ -262,16 +262,17 @@ impl ResourceState {
             };
         }
         let document = route.document();
+        let (body, etag) = document.body();
         let response = if bearer::none_match(req.headers(), &document.etag) {
             // RFC 9110 section 15.4.5: a 304 repeats the validator and the cache directives.
             response::empty(StatusCode::NOT_MODIFIED)
         } else {
             // For HEAD, hyper sends the headers (Content-Length included) without the body.
-            response::json_bytes(StatusCode::OK, document.bytes.clone())
+            response::json_bytes(StatusCode::OK, body)
         };
         let mut response = response;
         let headers = response.headers_mut();
-        headers.insert(header::ETAG, document.etag_header.clone());
+        headers.insert(header::ETAG, etag);
         headers.insert(
             header::CACHE_CONTROL,
             http::HeaderValue::from_static(DOCUMENT_CACHE_CONTROL),
