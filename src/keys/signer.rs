@@ -236,9 +236,7 @@ impl Signer {
 
     /// A compact JWS over `claims_json` (already JSON), signed with this key.
     pub fn sign_jwt(&self, claims_json: &[u8]) -> Result<String, KeyFileError> {
-        let mut out = String::with_capacity(self.jwt_len(&self.header_prefix, claims_json));
-        self.append_after(&mut out, &self.header_prefix, claims_json)?;
-        Ok(out)
+        self.sign_after(&self.header_prefix, claims_json)
     }
 
     /// Appends a compact JWS over `claims_json` to `out`, signed with this key: the token
@@ -269,9 +267,14 @@ impl Signer {
         header: &serde_json::Value,
         claims_json: &[u8],
     ) -> Result<String, KeyFileError> {
-        let prefix = format!("{}.", B64.encode(header.to_string()));
-        let mut out = String::with_capacity(self.jwt_len(&prefix, claims_json));
-        self.append_after(&mut out, &prefix, claims_json)?;
+        self.sign_after(&format!("{}.", B64.encode(header.to_string())), claims_json)
+    }
+
+    /// A compact JWS of its own: `prefix` (an encoded header and '.') and the encoded claims,
+    /// signed.
+    fn sign_after(&self, prefix: &str, claims_json: &[u8]) -> Result<String, KeyFileError> {
+        let mut out = String::with_capacity(self.jwt_len(prefix, claims_json));
+        self.append_after(&mut out, prefix, claims_json)?;
         Ok(out)
     }
 
