@@ -101,7 +101,13 @@ impl hyper::service::Service<Request<Incoming>> for Router {
                     None,
                 ),
             };
-            log(&method, path, &resp, started, client_id.as_deref());
+            log(
+                &method,
+                path,
+                &resp,
+                started,
+                client_id.as_ref().and_then(Caller::id),
+            );
             Ok(resp)
         }))
     }
@@ -148,14 +154,32 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// Dispatches a request from `peer`, which arrived at `started`. Returns the response and the
-/// authenticated client id, if any.
+/// Who a request was answered for, for its log line: shared with the handler that found out,
+/// not copied.
+pub enum Caller {
+    /// Authenticated at the token endpoint.
+    Client(Arc<crate::store::clients::Client>),
+    /// Named by the access token a resource was read with.
+    Token(Arc<crate::resource::claims::VerifiedClaims>),
+}
+
+impl Caller {
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Client(client) => Some(&client.client_id),
+            Self::Token(claims) => claims.caller(),
+        }
+    }
+}
+
+/// Dispatches a request from `peer`, which arrived at `started`. Returns the response and who
+/// it was answered for, if anyone.
 pub async fn route<B>(
     state: &AppState,
     req: Request<B>,
     peer: IpAddr,
     started: Instant,
-) -> (Response<Body>, Option<String>)
+) -> (Response<Body>, Option<Caller>)
 where
     B: hyper::body::Body + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -168,7 +192,7 @@ where
             let outcome = Box::pin(crate::auth::token::handle(auth, req, peer)).await;
             state.metrics.token_request(outcome.label);
             state.metrics.token_issue_seconds.observe(started.elapsed());
-            return (outcome.response, outcome.client_id);
+            return (outcome.response, outcome.client.map(Caller::Client));
         }
         match path {
             "/.well-known/jwks.json" => {
@@ -199,8 +223,7 @@ where
         // Boxed: a read whose token is cached never comes here (see `route_now`), and the
         // verification future is large for the token requests that do.
         if let Some(outcome) = Box::pin(resource.handle(req)).await {
-            let client_id = outcome.client_id().map(str::to_owned);
-            return (outcome.response, client_id);
+            return (outcome.response, outcome.claims.map(Caller::Token));
         }
     }
     (response::not_found(), None)

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -101,7 +101,7 @@ impl CredentialCache {
 
     /// The keyed digest of a presented secret (computed once per request, before the secret
     /// moves to the hashing pool).
-    pub fn digest(&self, client_id: &str, secret: &SecretString) -> [u8; 32] {
+    pub fn digest(&self, client_id: &str, secret: &impl ExposeSecret<str>) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         mac.update(client_id.as_bytes());
         mac.update(&[0]);
@@ -272,6 +272,8 @@ impl CredentialCache {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
     use super::*;
 
     fn client(id: &str) -> Arc<Client> {

@@ -1,21 +1,104 @@
 //! Client authentication at the token endpoint (RFC 6749 section 2.3.1): reading the
 //! credentials from HTTP Basic or the form body. Checking the secret is [`super::password`]'s.
+//!
+//! Credentials borrow the request wherever they can: a client seen before is answered from the
+//! credential cache, which needs only a digest of them, so the common request copies neither
+//! the id nor the secret. Copies are made for the slow path (the database and argon2).
 
 use std::borrow::Cow;
+use std::fmt;
 
 use base64::Engine;
-use secrecy::SecretString;
-use zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::error::TokenError;
 use crate::http::request::{Authorization, AuthorizationError, Form};
 
-/// Credentials presented by a client. The secret stays wrapped until the verify call.
-pub struct Credentials {
-    pub client_id: String,
-    pub secret: SecretString,
+/// Credentials presented by a client, borrowed from the request or from the [`BasicScratch`]
+/// its `Authorization: Basic` header was decoded into.
+pub struct Credentials<'a> {
+    pub client_id: Cow<'a, str>,
+    pub secret: PresentedSecret<'a>,
     /// Whether they came in an `Authorization: Basic` header.
     pub basic: bool,
+}
+
+/// The secret a client presented. Printed as `[redacted]`; a decoded copy is wiped when
+/// dropped. [`ExposeSecret`] gives it to the cache's digest; [`Self::to_secret`] to the verify.
+pub struct PresentedSecret<'a>(Cow<'a, str>);
+
+impl PresentedSecret<'_> {
+    /// An owned copy for the hashing pool.
+    pub fn to_secret(&self) -> SecretString {
+        SecretString::from(self.0.as_ref())
+    }
+}
+
+impl ExposeSecret<str> for PresentedSecret<'_> {
+    fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PresentedSecret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for PresentedSecret<'_> {
+    fn drop(&mut self) {
+        if let Cow::Owned(decoded) = &mut self.0 {
+            decoded.zeroize();
+        }
+    }
+}
+
+/// Room for a decoded `Authorization: Basic` value, wiped when dropped: the ids and secrets
+/// this server issues (and most others) fit without an allocation.
+pub struct BasicScratch {
+    stack: [u8; 256],
+    /// How much of `stack` holds a decoded value.
+    used: usize,
+    /// A longer value's room.
+    heap: Zeroizing<Vec<u8>>,
+}
+
+impl Default for BasicScratch {
+    fn default() -> Self {
+        Self {
+            stack: [0; 256],
+            used: 0,
+            heap: Zeroizing::new(Vec::new()),
+        }
+    }
+}
+
+impl Drop for BasicScratch {
+    fn drop(&mut self) {
+        // Only what was written: wiping the whole array costs more than the rest of this.
+        self.stack[..self.used].zeroize();
+    }
+}
+
+impl BasicScratch {
+    /// Decodes standard base64 into this scratch, as UTF-8.
+    fn decode(&mut self, encoded: &str) -> Option<&str> {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let bytes = match engine.decode_slice(encoded, &mut self.stack) {
+            Ok(n) => {
+                self.used = n;
+                &self.stack[..n]
+            }
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                *self.heap = engine.decode(encoded).ok()?;
+                &self.heap[..]
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return None,
+        };
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 fn invalid_client(description: &str, basic: bool) -> TokenError {
@@ -29,10 +112,10 @@ fn invalid_client(description: &str, basic: bool) -> TokenError {
 /// id and secret before they are joined for HTTP Basic.
 /// (Most ids and secrets have nothing to decode, and are returned as they are.)
 fn form_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !s.contains(['+', '%']) {
+    if memchr::memchr2(b'+', b'%', s.as_bytes()).is_none() {
         return Some(Cow::Borrowed(s));
     }
-    let plus_decoded = s.replace('+', " ");
+    let plus_decoded = Zeroizing::new(s.replace('+', " "));
     percent_encoding::percent_decode_str(&plus_decoded)
         .decode_utf8()
         .ok()
@@ -40,11 +123,12 @@ fn form_decode(s: &str) -> Option<Cow<'_, str>> {
 }
 
 /// Extracts the client's credentials, enforcing one authentication method per request
-/// (RFC 6749 section 2.3).
-pub fn extract(
-    authorization: Result<Option<Authorization<'_>>, AuthorizationError>,
-    form: &Form<'_>,
-) -> Result<Credentials, TokenError> {
+/// (RFC 6749 section 2.3). An `Authorization: Basic` value is decoded into `scratch`.
+pub fn extract<'a>(
+    authorization: Result<Option<Authorization<'a>>, AuthorizationError>,
+    form: &'a Form<'_>,
+    scratch: &'a mut BasicScratch,
+) -> Result<Credentials<'a>, TokenError> {
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let body_id = form.single("client_id").map_err(repeated)?;
@@ -62,15 +146,10 @@ pub fn extract(
             }
             let malformed =
                 || TokenError::InvalidRequest("malformed HTTP Basic credentials".into());
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(header.credentials.as_bytes())
-                .map_err(|_| malformed())?;
-            // The decoded header holds the secret: wiped once the parts are taken out.
-            let decoded = Zeroizing::new(String::from_utf8(decoded).map_err(|_| malformed())?);
+            let decoded = scratch.decode(header.credentials).ok_or_else(malformed)?;
             let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-            let id = form_decode(id).ok_or_else(malformed)?.into_owned();
-            let secret =
-                SecretString::from(form_decode(secret).ok_or_else(malformed)?.into_owned());
+            let id = form_decode(id).ok_or_else(malformed)?;
+            let secret = PresentedSecret(form_decode(secret).ok_or_else(malformed)?);
             if body_secret.is_some() {
                 return Err(TokenError::InvalidRequest(
                     "use one client authentication method: HTTP Basic or client_secret in the body, not both".into(),
@@ -92,8 +171,8 @@ pub fn extract(
         }
         Ok(None) => match (body_id, body_secret) {
             (Some(id), Some(secret)) => Ok(Credentials {
-                client_id: id.to_owned(),
-                secret: SecretString::from(secret.to_owned()),
+                client_id: Cow::Borrowed(id),
+                secret: PresentedSecret(Cow::Borrowed(secret)),
                 basic: false,
             }),
             (Some(_), None) => Err(invalid_client(
@@ -118,19 +197,31 @@ mod tests {
         Form::parse(body.as_bytes())
     }
 
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        // RFC 6749 section 2.3.1: "a b" is sent as "a+b", ':' inside as %3A.
-        let value = base64::engine::general_purpose::STANDARD.encode("my+id:s%3Ac+r");
+    /// Credentials sent as `Authorization: Basic base64(user_pass)` with an empty body: the
+    /// id, the secret and how the secret prints.
+    fn basic_only(user_pass: &str) -> Option<(String, String, String)> {
+        let value = base64::engine::general_purpose::STANDARD.encode(user_pass);
         let header = Authorization {
             scheme: "Basic",
             credentials: &value,
         };
-        let c = extract(Ok(Some(header)), &form("")).ok();
-        assert_eq!(c.as_ref().map(|c| c.client_id.as_str()), Some("my id"));
+        let (empty, mut scratch) = (form(""), BasicScratch::default());
+        let c = extract(Ok(Some(header)), &empty, &mut scratch).ok()?;
+        let printed = format!("{:?}", c.secret);
+        Some((
+            c.client_id.to_string(),
+            c.secret.expose_secret().to_owned(),
+            printed,
+        ))
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        // RFC 6749 section 2.3.1: "a b" is sent as "a+b", ':' inside as %3A.
+        let c = basic_only("my+id:s%3Ac+r");
         assert_eq!(
-            c.map(|c| c.secret.expose_secret().to_owned()),
-            Some("s:c r".into())
+            c.map(|(id, secret, _)| (id, secret)),
+            Some(("my id".into(), "s:c r".into()))
         );
     }
 
@@ -141,8 +232,29 @@ mod tests {
             scheme: "basic",
             credentials: &value,
         };
-        let e = extract(Ok(Some(header)), &form("client_secret=x")).err();
+        let e = extract(
+            Ok(Some(header)),
+            &form("client_secret=x"),
+            &mut BasicScratch::default(),
+        )
+        .err();
         assert_eq!(e.map(|e| e.code()), Some("invalid_request"));
+    }
+
+    #[test]
+    fn basic_credentials_longer_than_the_scratch_are_decoded_too() {
+        let (id, secret) = ("i".repeat(200), "s".repeat(300));
+        let c = basic_only(&format!("{id}:{secret}"));
+        assert_eq!(c.map(|(i, s, _)| (i, s)), Some((id, secret)));
+    }
+
+    #[test]
+    fn the_secret_prints_redacted() {
+        let c = basic_only("id:hunter2");
+        assert_eq!(
+            c.map(|(_, _, printed)| printed).as_deref(),
+            Some("[redacted]")
+        );
     }
 }
 
@@ -164,10 +276,12 @@ mod properties {
                 headers.insert(http::header::AUTHORIZATION, v);
             }
             let form = Form::parse(&body);
-            match extract(authorization(&headers), &form) {
+            let mut scratch = BasicScratch::default();
+            let result = extract(authorization(&headers), &form, &mut scratch);
+            match result {
                 Ok(c) => prop_assert!(!c.client_id.is_empty() || !c.basic),
                 Err(e) => prop_assert!(matches!(e.code(), "invalid_request" | "invalid_client")),
-            }
+            };
         }
 
         #[test]
@@ -176,8 +290,9 @@ mod properties {
             let value = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", encode(&id), encode(&secret)));
             let header = Authorization { scheme: "Basic", credentials: &value };
-            let c = extract(Ok(Some(header)), &Form::parse(b""));
-            prop_assert_eq!(c.as_ref().map(|c| c.client_id.clone()).ok(), Some(id));
+            let (empty, mut scratch) = (Form::parse(b""), BasicScratch::default());
+            let c = extract(Ok(Some(header)), &empty, &mut scratch);
+            prop_assert_eq!(c.as_ref().map(|c| c.client_id.to_string()).ok(), Some(id));
             prop_assert_eq!(
                 c.map(|c| secrecy::ExposeSecret::expose_secret(&c.secret).to_owned()).ok(),
                 Some(secret)

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use secrecy::SecretString;
 
-use super::client_auth::{self, Credentials};
+use super::client_auth::{self, BasicScratch, Credentials};
 use super::error::{InternalError, TokenError};
 use super::AuthState;
 use crate::domain::{Resource, Scope, CLIENT_CREDENTIALS};
@@ -104,7 +104,7 @@ fn token_response(key: &Signer, lifetime: u64, claims: &Claims<'_>) -> Result<Ve
 pub struct Outcome {
     pub response: Response<Body>,
     /// The authenticated client, when authentication succeeded.
-    pub client_id: Option<String>,
+    pub client: Option<Arc<Client>>,
     /// `issued`, `throttled` or the RFC error code.
     pub label: &'static str,
 }
@@ -118,16 +118,16 @@ where
     if req.method() != Method::POST {
         return Outcome {
             response: response::method_not_allowed("POST"),
-            client_id: None,
+            client: None,
             label: "method_not_allowed",
         };
     }
-    let mut client_id = None;
-    let result = issue(state, req, peer, &mut client_id).await;
+    let mut client = None;
+    let result = issue(state, req, peer, &mut client).await;
     match result {
         Ok(response) => Outcome {
             response,
-            client_id,
+            client,
             label: "issued",
         },
         Err(e) => {
@@ -148,7 +148,7 @@ where
             let label = e.label();
             Outcome {
                 response: e.into_response(&state.config.realm),
-                client_id,
+                client,
                 label,
             }
         }
@@ -159,7 +159,7 @@ async fn issue<B>(
     state: &AuthState,
     req: Request<B>,
     peer: IpAddr,
-    authenticated: &mut Option<String>,
+    authenticated: &mut Option<Arc<Client>>,
 ) -> Result<Response<Body>, TokenError>
 where
     B: hyper::body::Body,
@@ -168,7 +168,8 @@ where
     let address = request::client_address(peer, req.headers(), &state.trusted_proxies);
     let (headers, body) = read_request(state, req).await?;
     let form = Form::parse(&body);
-    let credentials = check_form(&headers, &form)?;
+    let mut scratch = BasicScratch::default();
+    let credentials = check_form(&headers, &form, &mut scratch)?;
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let scope_param = form.single("scope").map_err(repeated)?;
@@ -179,17 +180,16 @@ where
         .metrics
         .client_auth_seconds
         .observe(auth_started.elapsed());
-    let client = client?;
-    *authenticated = Some(client.client_id.clone());
+    let client: &Client = authenticated.insert(client?);
 
     if !client.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS) {
         return Err(TokenError::UnauthorizedClient(
             "this client may not use the client_credentials grant".into(),
         ));
     }
-    let resources = select_resources(&client, &form.all("resource"))?;
-    let scopes = select_scopes(&client, scope_param)?;
-    let body = mint(state, &client, &resources, &scopes)?;
+    let resources = select_resources(client, &form.all("resource"))?;
+    let scopes = select_scopes(client, scope_param)?;
+    let body = mint(state, client, &resources, &scopes)?;
     Ok(response::no_store(response::json_bytes(
         StatusCode::OK,
         body,
@@ -235,11 +235,15 @@ where
 }
 
 /// Checks the grant type of `form` and takes the client's credentials from it or `headers`.
-fn check_form(headers: &http::HeaderMap, form: &Form<'_>) -> Result<Credentials, TokenError> {
+fn check_form<'a>(
+    headers: &'a http::HeaderMap,
+    form: &'a Form<'_>,
+    scratch: &'a mut BasicScratch,
+) -> Result<Credentials<'a>, TokenError> {
     let repeated =
         |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
     let grant_type = form.single("grant_type").map_err(repeated)?;
-    let credentials = client_auth::extract(request::authorization(headers), form)?;
+    let credentials = client_auth::extract(request::authorization(headers), form, scratch)?;
     match grant_type {
         None => Err(TokenError::InvalidRequest("grant_type is required".into())),
         Some(CLIENT_CREDENTIALS) => Ok(credentials),
@@ -286,7 +290,7 @@ fn mint(
 /// is answered from the credential cache (see [`super::cache`]).
 async fn authenticate(
     state: &AuthState,
-    credentials: Credentials,
+    credentials: Credentials<'_>,
     address: IpAddr,
 ) -> Result<Arc<Client>, TokenError> {
     let Credentials {
@@ -304,7 +308,12 @@ async fn authenticate(
     // Boxed: the database and argon2 futures are large, and a client seen before (the common
     // case) never needs them.
     Box::pin(authenticate_uncached(
-        state, client_id, secret, basic, digest, address,
+        state,
+        client_id.into_owned(),
+        secret.to_secret(),
+        basic,
+        digest,
+        address,
     ))
     .await
 }

@@ -3,6 +3,7 @@
 //! the cost. Strings are escaped as RFC 8259 section 7 requires; everything else is numbers.
 //!
 //! Usage: [`open`], then fields, then [`close`]. A field after `open` starts without a comma.
+//! Field names are the caller's constants and are not escaped; values are.
 
 /// Starts an object.
 pub fn open(out: &mut String) {
@@ -15,12 +16,17 @@ pub fn close(out: &mut String) {
 }
 
 /// `"name":`, a field whose value the caller writes itself (a value built in place).
+///
+/// Field names are this program's own identifiers, never a request's text: they are copied
+/// as they are, without the scan for characters to escape that values get.
 pub fn key(out: &mut String, name: &str) {
+    debug_assert!(!needs_escape(name.as_bytes()), "{name:?} needs escaping");
     if !out.ends_with('{') {
         out.push(',');
     }
-    string(out, name);
-    out.push(':');
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 /// `"name":"value"`.

@@ -3,9 +3,8 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::header;
-use http_body_util::{BodyExt, Limited};
 
 /// Largest request body accepted anywhere (the token endpoint's form is tiny).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -20,21 +19,43 @@ pub enum BodyError {
 }
 
 /// Reads at most [`MAX_BODY`] bytes; a longer body is refused without reading it all.
+///
+/// Frames are taken as they come: a small body arrives as one frame, which is returned as it
+/// is, without a copy or a list of frames.
 pub async fn read_body<B>(body: B) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(BodyError::TooLarge)
-        }
-        Err(e) => Err(BodyError::Read(e.to_string())),
+    let mut body = std::pin::pin!(body);
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(BodyError::TooLarge);
     }
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        // Trailers carry nothing a form needs.
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let len = joined.as_ref().map_or(first.len(), BytesMut::len) + data.remaining();
+        if len > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        let chunk = data.copy_to_bytes(data.remaining());
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => {
+                let mut both = BytesMut::with_capacity(len);
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&chunk);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// A parsed `application/x-www-form-urlencoded` body: every pair, in order, so callers decide
@@ -48,15 +69,36 @@ where
 pub struct Form<'b>(Vec<(Cow<'b, str>, Cow<'b, str>)>);
 
 impl<'b> Form<'b> {
+    /// Splits the pairs as `form_urlencoded::parse` does (at `&`, empty pieces skipped, each
+    /// at its first `=`; no `=` gives an empty value) and decodes them. A body that is UTF-8
+    /// with nothing to decode (no `+`, no `%`), as clients send their parameters, is split
+    /// without the decoder's byte-by-byte pass; anything else goes through it (invalid UTF-8
+    /// becomes U+FFFD).
     pub fn parse(body: &'b [u8]) -> Self {
-        Self(form_urlencoded::parse(body).collect())
+        match std::str::from_utf8(body) {
+            Ok(plain) if memchr::memchr2(b'+', b'%', plain.as_bytes()).is_none() => Self(
+                plain
+                    .split('&')
+                    .filter(|piece| !piece.is_empty())
+                    .map(|piece| {
+                        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+                        (Cow::Borrowed(name), Cow::Borrowed(value))
+                    })
+                    .collect(),
+            ),
+            _ => Self(form_urlencoded::parse(body).collect()),
+        }
+    }
+
+    /// Every `(name, value)` pair, in order.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 
     fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'b, 'n> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_ref())
+        self.pairs()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
     }
 
     /// The single value of `name`, `Err(name)` if it was sent more than once. An empty value
@@ -197,6 +239,62 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
+mod body_tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{Full, StreamBody};
+
+    use super::*;
+
+    fn frames(
+        chunks: &[&'static [u8]],
+    ) -> StreamBody<impl futures_util::Stream<Item = Result<hyper::body::Frame<Bytes>, Infallible>>>
+    {
+        let frames: Vec<_> = chunks
+            .iter()
+            .map(|c| Ok(hyper::body::Frame::data(Bytes::from_static(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    fn read<B>(body: B) -> Result<Bytes, BodyError>
+    where
+        B: hyper::body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        futures_util::FutureExt::now_or_never(read_body(body)).expect("a ready body")
+    }
+
+    #[test]
+    fn a_body_in_one_frame_or_several_reads_whole() {
+        assert_eq!(
+            read(Full::new(Bytes::from_static(b"a=1"))).ok(),
+            Some(Bytes::from_static(b"a=1"))
+        );
+        assert_eq!(
+            read(frames(&[b"grant_type=", b"client_", b"credentials"])).ok(),
+            Some(Bytes::from_static(b"grant_type=client_credentials"))
+        );
+        assert_eq!(read(frames(&[])).ok(), Some(Bytes::new()));
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_whether_or_not_its_size_is_known() {
+        static BIG: [u8; MAX_BODY + 1] = [b'x'; MAX_BODY + 1];
+        assert!(matches!(
+            read(Full::new(Bytes::from_static(&BIG))),
+            Err(BodyError::TooLarge)
+        ));
+        let (a, b) = BIG.split_at(MAX_BODY / 2);
+        assert!(matches!(read(frames(&[a, b])), Err(BodyError::TooLarge)));
+        assert_eq!(
+            read(frames(&[a, &b[1..]])).map(|b| b.len()).ok(),
+            Some(MAX_BODY)
+        );
+    }
+}
+
+#[cfg(test)]
 mod address_tests {
     use super::*;
 
@@ -266,6 +364,16 @@ mod properties {
             let form = Form::parse(&body);
             let _ = form.single("grant_type");
             let _ = form.all("resource");
+        }
+
+        #[test]
+        fn any_form_body_gives_the_pairs_form_urlencoded_gives(
+            body in proptest::collection::vec(proptest::sample::select(b"ab=&+%20\xc3\xa9\xff".to_vec()), 0..64),
+        ) {
+            let expected: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            let form = Form::parse(&body);
+            let got: Vec<(String, String)> = form.pairs().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            prop_assert_eq!(got, expected);
         }
 
         #[test]

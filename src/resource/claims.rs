@@ -88,6 +88,11 @@ fn strings(value: &serde_json::Value) -> Option<Vec<String>> {
 }
 
 impl VerifiedClaims {
+    /// The client the token was issued to, for the request log: `client_id`, else `sub`.
+    pub fn caller(&self) -> Option<&str> {
+        self.client_id.as_deref().or(self.sub.as_deref())
+    }
+
     pub fn from_raw(kid: String, raw: RawClaims) -> Result<Self, InvalidToken> {
         // `exp`, `iss` and `aud` were required by the signature check, which treats a value of
         // the wrong type as absent; so does this.

@@ -64,8 +64,7 @@ pub struct Outcome {
 impl Outcome {
     /// The client the request was answered for, for the request log: `client_id`, else `sub`.
     pub fn client_id(&self) -> Option<&str> {
-        let claims = self.claims.as_deref()?;
-        claims.client_id.as_deref().or(claims.sub.as_deref())
+        self.claims.as_deref()?.caller()
     }
 }
 
