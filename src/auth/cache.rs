@@ -72,6 +72,13 @@ pub struct CredentialCache {
     outage_window: Duration,
 }
 
+/// Whether two digests are equal, in a time that does not depend on where they differ: every
+/// byte is compared, the differences gathered without a branch, and only the total tested.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y));
+    diff.ct_eq(&0).into()
+}
+
 impl CredentialCache {
     /// A cache keeping at most `capacity` clients for at most `ttl` each. A zero `ttl` or
     /// `capacity` disables it.
@@ -109,39 +116,41 @@ impl CredentialCache {
         mac.finalize().into_bytes().into()
     }
 
-    fn fresh(&self) -> bool {
+    fn fresh(&self, now: Instant) -> bool {
         let confirmed = self.confirmed.load(Ordering::Acquire);
         if confirmed == 0 {
             return false;
         }
         let confirmed_at = self.epoch + Duration::from_nanos(confirmed - 1);
-        confirmed_at.elapsed() < MAX_STALENESS
+        now.saturating_duration_since(confirmed_at) < MAX_STALENESS
     }
 
     /// Whether entries may answer now: the change counter was confirmed recently, or the
     /// database went down less than the outage window ago.
-    fn trusted(&self, health: &Health) -> bool {
+    fn trusted(&self, health: &Health, now: Instant) -> bool {
         match health.down_for() {
-            None => self.fresh(),
+            None => self.fresh(now),
             Some(down) => self.confirmed.load(Ordering::Acquire) != 0 && down < self.outage_window,
         }
     }
 
-    /// The client, if this exact secret was verified for it recently and nothing changed since.
+    /// The client, if this exact secret was verified for it recently and nothing changed since,
+    /// as of `now` (read once by the caller, who also times the authentication with it).
     pub fn lookup(
         &self,
         client_id: &str,
         digest: &[u8; 32],
         health: &Health,
+        now: Instant,
     ) -> Option<Arc<Client>> {
-        if !self.enabled() || !self.trusted(health) {
+        if !self.enabled() || !self.trusted(health, now) {
             return None;
         }
         let entries = self.entries.read();
         let entry = entries.get(client_id)?;
-        let same: bool = entry.digest.ct_eq(digest).into();
+        let same = same_digest(&entry.digest, digest);
         let current = entry.generation >= self.generation.load(Ordering::Acquire);
-        let hit = same && current && entry.expires > Instant::now();
+        let hit = same && current && entry.expires > now;
         if hit {
             self.hits.incr();
         }
@@ -276,6 +285,17 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn digests_are_the_same_only_when_every_byte_is() {
+        let a = [7u8; 32];
+        assert!(same_digest(&a, &a));
+        for at in [0, 13, 31] {
+            let mut b = a;
+            b[at] ^= 0x80;
+            assert!(!same_digest(&a, &b), "differs at {at}");
+        }
+    }
+
     fn client(id: &str) -> Arc<Client> {
         Arc::new(Client {
             client_id: id.into(),
@@ -300,10 +320,10 @@ mod tests {
         let right = cache.digest("a", &SecretString::from("right"));
         let wrong = cache.digest("a", &SecretString::from("wrong"));
         cache.insert(client("a"), right, 1, None);
-        assert!(cache.lookup("a", &right, &up).is_some());
-        assert!(cache.lookup("a", &wrong, &up).is_none());
+        assert!(cache.lookup("a", &right, &up, Instant::now()).is_some());
+        assert!(cache.lookup("a", &wrong, &up, Instant::now()).is_none());
         cache.observe(2, Instant::now());
-        assert!(cache.lookup("a", &right, &up).is_none());
+        assert!(cache.lookup("a", &right, &up, Instant::now()).is_none());
     }
 
     #[test]
@@ -313,16 +333,16 @@ mod tests {
         let d = cache.digest("a", &SecretString::from("right"));
         // Nothing confirmed yet: never answered from the cache.
         cache.insert(client("a"), d, cache.generation(), None);
-        assert!(cache.lookup("a", &d, &up).is_none());
+        assert!(cache.lookup("a", &d, &up, Instant::now()).is_none());
         // A read that answered just now but was sent a second ago may predate a change.
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(1))
             .unwrap_or_else(Instant::now);
         cache.observe(7, long_ago);
         cache.insert(client("a"), d, 7, None);
-        assert!(cache.lookup("a", &d, &up).is_none());
+        assert!(cache.lookup("a", &d, &up, Instant::now()).is_none());
         cache.observe(7, Instant::now());
-        assert!(cache.lookup("a", &d, &up).is_some());
+        assert!(cache.lookup("a", &d, &up, Instant::now()).is_some());
     }
 
     #[test]
@@ -335,19 +355,19 @@ mod tests {
         // Read from the database at counter 2 before the probe saw 2: kept when it does.
         cache.insert(client("a"), d, 2, None);
         cache.observe(2, Instant::now());
-        assert!(cache.lookup("a", &d, &health).is_some());
+        assert!(cache.lookup("a", &d, &health, Instant::now()).is_some());
         // A change to 3 drops it.
         cache.insert(client("a"), d, 2, None);
         cache.observe(3, Instant::now());
-        assert!(cache.lookup("a", &d, &health).is_none());
+        assert!(cache.lookup("a", &d, &health, Instant::now()).is_none());
         // Down: entries answer within the window, even unconfirmed for longer than usual.
         cache.insert(client("a"), d, 3, None);
         health.failed(&std::io::Error::other("refused"));
-        assert!(cache.lookup("a", &d, &health).is_some());
+        assert!(cache.lookup("a", &d, &health, Instant::now()).is_some());
         let strict = CredentialCache::new(Duration::from_secs(60), 10, Duration::ZERO);
         strict.observe(3, Instant::now());
         strict.insert(client("a"), d, 3, None);
-        assert!(strict.lookup("a", &d, &health).is_none());
+        assert!(strict.lookup("a", &d, &health, Instant::now()).is_none());
     }
 
     #[test]
@@ -364,7 +384,7 @@ mod tests {
         );
         std::thread::sleep(ends + Duration::from_millis(20));
         cache.observe(1, Instant::now());
-        assert!(cache.lookup("a", &d, &up).is_none());
+        assert!(cache.lookup("a", &d, &up, Instant::now()).is_none());
     }
 
     #[test]

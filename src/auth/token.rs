@@ -175,7 +175,7 @@ where
     let scope_param = form.single("scope").map_err(repeated)?;
 
     let auth_started = std::time::Instant::now();
-    let client = authenticate(state, credentials, address).await;
+    let client = authenticate(state, credentials, address, auth_started).await;
     state
         .metrics
         .client_auth_seconds
@@ -292,6 +292,7 @@ async fn authenticate(
     state: &AuthState,
     credentials: Credentials<'_>,
     address: IpAddr,
+    now: std::time::Instant,
 ) -> Result<Arc<Client>, TokenError> {
     let Credentials {
         client_id,
@@ -301,7 +302,7 @@ async fn authenticate(
     let digest = state.cache.digest(&client_id, &secret);
     if let Some(client) = state
         .cache
-        .lookup(&client_id, &digest, state.store.health())
+        .lookup(&client_id, &digest, state.store.health(), now)
     {
         return Ok(client);
     }
