@@ -9,12 +9,14 @@
 //! - [`keys`]: key files (EdDSA, ES256, RS256), key ids, JWKS, JWT signing, rotation rules.
 //! - [`store`]: the client table on SQLite or PostgreSQL (Diesel).
 //! - [`domain`]: identifiers with rules (client ids, resources, scopes).
+//! - [`ct`]: comparing secrets in a time that depends only on their lengths.
 //! - [`cli`] and [`admin`]: the command line and the admin commands behind it.
 
 pub mod app;
 pub mod auth;
 pub mod cmd;
 pub mod config;
+pub mod ct;
 pub mod domain;
 pub mod files;
 pub mod http;

@@ -34,8 +34,8 @@ use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
 use secrecy::ExposeSecret;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
+use crate::ct::same_bytes;
 use crate::store::clients::Client;
 use crate::store::listen::Changed;
 use crate::store::{Health, Store};
@@ -70,13 +70,6 @@ pub struct CredentialCache {
     hits: crate::metrics::Counter,
     /// How long after the database went down entries still answer.
     outage_window: Duration,
-}
-
-/// Whether two digests are equal, in a time that does not depend on where they differ: every
-/// byte is compared, the differences gathered without a branch, and only the total tested.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y));
-    diff.ct_eq(&0).into()
 }
 
 impl CredentialCache {
@@ -148,7 +141,7 @@ impl CredentialCache {
         }
         let entries = self.entries.read();
         let entry = entries.get(client_id)?;
-        let same = same_digest(&entry.digest, digest);
+        let same = same_bytes(&entry.digest, digest);
         let current = entry.generation >= self.generation.load(Ordering::Acquire);
         let hit = same && current && entry.expires > now;
         if hit {
@@ -284,17 +277,6 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-
-    #[test]
-    fn digests_are_the_same_only_when_every_byte_is() {
-        let a = [7u8; 32];
-        assert!(same_digest(&a, &a));
-        for at in [0, 13, 31] {
-            let mut b = a;
-            b[at] ^= 0x80;
-            assert!(!same_digest(&a, &b), "differs at {at}");
-        }
-    }
 
     fn client(id: &str) -> Arc<Client> {
         Arc::new(Client {
