@@ -86,6 +86,9 @@ impl BasicScratch {
     /// Decodes standard base64 into this scratch, as UTF-8.
     fn decode(&mut self, encoded: &str) -> Option<&str> {
         let engine = &base64::engine::general_purpose::STANDARD;
+        // A decode that fails part-way may have written some of the secret: until it succeeds,
+        // the whole array counts as written, and is wiped.
+        self.used = self.stack.len();
         let bytes = match engine.decode_slice(encoded, &mut self.stack) {
             Ok(n) => {
                 self.used = n;
