@@ -132,10 +132,8 @@ pub fn extract<'a>(
     form: &'a Form<'_>,
     scratch: &'a mut BasicScratch,
 ) -> Result<Credentials<'a>, TokenError> {
-    let repeated =
-        |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
-    let body_id = form.single("client_id").map_err(repeated)?;
-    let body_secret = form.single("client_secret").map_err(repeated)?;
+    let body_id = form.single("client_id").map_err(TokenError::repeated)?;
+    let body_secret = form.single("client_secret").map_err(TokenError::repeated)?;
     match authorization {
         Err(_) => Err(TokenError::InvalidRequest(
             "malformed Authorization header".into(),

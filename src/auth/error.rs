@@ -60,6 +60,12 @@ pub enum InternalError {
 }
 
 impl TokenError {
+    /// A form parameter given more than once (RFC 6749 section 3.2: "Request and response
+    /// parameters MUST NOT be included more than once").
+    pub fn repeated(name: &str) -> Self {
+        Self::InvalidRequest(format!("parameter `{name}` is repeated"))
+    }
+
     /// The RFC error code, also used as the outcome label in logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -170,9 +170,7 @@ where
     let form = Form::parse(&body);
     let mut scratch = BasicScratch::default();
     let credentials = check_form(&headers, &form, &mut scratch)?;
-    let repeated =
-        |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
-    let scope_param = form.single("scope").map_err(repeated)?;
+    let scope_param = form.single("scope").map_err(TokenError::repeated)?;
 
     let auth_started = std::time::Instant::now();
     let client = authenticate(state, credentials, address, auth_started).await;
@@ -240,9 +238,7 @@ fn check_form<'a>(
     form: &'a Form<'_>,
     scratch: &'a mut BasicScratch,
 ) -> Result<Credentials<'a>, TokenError> {
-    let repeated =
-        |name: &str| TokenError::InvalidRequest(format!("parameter `{name}` is repeated"));
-    let grant_type = form.single("grant_type").map_err(repeated)?;
+    let grant_type = form.single("grant_type").map_err(TokenError::repeated)?;
     let credentials = client_auth::extract(request::authorization(headers), form, scratch)?;
     match grant_type {
         None => Err(TokenError::InvalidRequest("grant_type is required".into())),
