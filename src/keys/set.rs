@@ -230,7 +230,10 @@ mod tests {
         );
         assert_eq!(set.algs(now), [Alg::Rs256, Alg::Es256, Alg::EdDsa]);
         assert_eq!(set.signing(now).map(|s| s.kid()), Some(first.kid.as_str()));
-        let later = now + 901_000;
+        // When the newest successor's pre-publication is over: from its creation time, not
+        // from `now`, since making an RSA key can take more than a second on a busy machine.
+        let publish_before_sign = i64::try_from(schedule.publish_before_sign.as_millis()).unwrap();
+        let later = rs.created_ms + publish_before_sign;
         assert_eq!(
             set.signing(later).map(|s| s.kid()),
             Some(first.kid.as_str())
